@@ -1,0 +1,80 @@
+// The device side of a split virtqueue: pops descriptor chains (direct and indirect) the driver
+// made available, validates every index, address and length, and pushes used entries with the
+// notification rules of VIRTIO_RING_F_EVENT_IDX or the NO_INTERRUPT flag.
+#pragma once
+
+#include "vsnd/expected.hpp"
+#include "vsnd/virtq/chain.hpp"
+#include "vsnd/virtq/guest_memory.hpp"
+#include "vsnd/virtq/split_ring.hpp"
+
+#include <optional>
+#include <string_view>
+
+namespace vsnd::virtq {
+
+enum class ChainError {
+    HeadOutOfRange,       // avail ring names a descriptor index >= queue size
+    IndexOutOfRange,      // a next field points outside the table
+    TooLong,              // more descriptors than the table holds: a loop
+    AddressOutOfRange,    // buffer not inside guest memory
+    ReadableAfterWritable,// spec: device-readable descriptors come first
+    MisplacedIndirect,    // indirect only as the sole head descriptor, never inside a table
+    IndirectNotNegotiated,
+    IndirectWithNext,     // INDIRECT and NEXT together are forbidden
+    BadIndirectLength,    // table length 0 or not a multiple of 16
+    LengthOverflow,       // total chain length beyond 4 GiB
+};
+std::string_view describe(ChainError e);
+
+// A malformed chain still consumes its avail slot; `head` lets the caller return it (used len 0)
+// so the driver does not wait forever. head_valid is false when the slot named no descriptor.
+struct ChainFault {
+    ChainError error;
+    std::uint16_t head;
+    bool head_valid;
+};
+
+struct QueueConfig {
+    std::uint16_t size = 0;
+    RingAddresses rings;
+    bool event_idx = false;
+    bool indirect_desc = true; // VIRTIO_RING_F_INDIRECT_DESC negotiated
+};
+
+class DeviceQueue {
+public:
+    // `next_avail` is where processing resumes (vhost-user SET_VRING_BASE); used idx is read
+    // from the ring, so a reconnecting device continues where the previous one stopped.
+    DeviceQueue(const GuestMemory& mem, QueueConfig cfg, std::uint16_t next_avail = 0);
+
+    using PopResult = Expected<Chain, ChainFault>;
+    // The next available chain, or nullopt if none (or the ring is broken, see broken()).
+    std::optional<PopResult> pop();
+    // Returns a chain to the driver with `written` bytes in its writable part.
+    void push(std::uint16_t head, std::uint32_t written);
+    // After one or more push() calls: whether the driver wants an interrupt now.
+    bool should_notify();
+    // Ask the driver to kick (or not) when it adds buffers. After enabling, re-check with
+    // has_available(): a buffer may have arrived while kicks were off.
+    void set_kicks_enabled(bool enabled);
+    bool has_available() const;
+
+    // The avail index jumped by more than the queue size: the driver corrupted the ring.
+    bool broken() const { return broken_; }
+    std::uint16_t next_avail() const { return next_avail_; }
+    std::uint16_t size() const { return cfg_.size; }
+
+private:
+    Expected<Chain, ChainError> walk(std::uint16_t head);
+
+    const GuestMemory& mem_;
+    QueueConfig cfg_;
+    std::uint16_t next_avail_;
+    std::uint16_t used_idx_;
+    std::uint16_t signalled_used_;
+    bool signalled_valid_ = false;
+    bool broken_ = false;
+};
+
+} // namespace vsnd::virtq

@@ -1,0 +1,93 @@
+// A backend stream whose hardware is a clock: it plays (or captures) frames continuously at the
+// stream rate times a rate ratio, from a small host FIFO, and reports its position at period
+// boundaries the way a sound card's interrupt would. The null, WAV and simulated-card backends
+// are this stream with different ends: where played frames go, where captured frames come from.
+#pragma once
+
+#include "vsnd/clock.hpp"
+#include "vsnd/device/audio_backend.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace vsnd::backends {
+
+struct PacedTiming {
+    double rate_ratio = 1.0;          // true rate / nominal rate (1 + ppm·1e-6)
+    std::uint32_t period_frames = 0;  // position granularity; 0 = the guest's period
+    Nanos latency = 0;                // output: DAC delay after the FIFO; input: ADC delay
+    std::uint32_t fifo_frames = 0;    // host buffering; 0 = two periods
+};
+
+// Receives played frames (whole frames, in order).
+struct PlaybackRun;
+class FrameSink {
+public:
+    virtual ~FrameSink() = default;
+    virtual void played(std::span<const std::uint8_t> frames) = 0;
+    virtual void run_started(const PlaybackRun&) {}
+};
+
+// Supplies captured frames (whole frames, in order).
+class FrameSource {
+public:
+    virtual ~FrameSource() = default;
+    virtual void capture(std::span<std::uint8_t> frames) = 0;
+};
+
+// One contiguous run of real playback: frame `frames` was audible at `when`, the following ones
+// at the true rate. A new run starts at every start and after every underrun.
+struct PlaybackRun {
+    std::uint64_t frames;
+    Nanos when;
+};
+
+class PacedStream final : public device::BackendStream {
+public:
+    PacedStream(const Clock& clock, const device::StreamFormat& fmt, PacedTiming timing,
+                std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source);
+    ~PacedStream() override;
+
+    void start() override;
+    void stop() override;
+    std::size_t writable_bytes() override;
+    void write(std::span<const std::uint8_t> bytes) override;
+    std::size_t readable_bytes() override;
+    void read(std::span<std::uint8_t> out) override;
+    device::Position position() override;
+    std::optional<Nanos> next_wakeup() override;
+    std::uint64_t xruns() const override { return xruns_; }
+
+    std::uint64_t frames_done() const { return done_; }
+    const std::vector<PlaybackRun>& runs() const { return runs_; }
+    std::uint32_t period_frames() const { return period_; }
+
+private:
+    bool output() const { return fmt_.direction == wire::Direction::Output; }
+    double frames_per_ns() const;
+    void advance();              // brings the hardware up to clock_.now()
+    void anchor(Nanos t);        // a new run starts at t with done_ frames behind it
+    Nanos time_of(std::uint64_t frames) const; // when the run reaches `frames` (before latency)
+    void fifo_push(std::span<const std::uint8_t> bytes);
+    void fifo_pop_to_sink(std::size_t bytes);
+
+    const Clock& clock_;
+    device::StreamFormat fmt_;
+    PacedTiming timing_;
+    std::unique_ptr<FrameSink> sink_;
+    std::unique_ptr<FrameSource> source_;
+    std::uint32_t frame_bytes_, period_;
+    std::vector<std::uint8_t> fifo_;   // byte ring, sized at open: no allocation while running
+    std::size_t fifo_head_ = 0, fifo_size_ = 0;
+    std::vector<std::uint8_t> scratch_;
+    bool running_ = false, starved_ = false;
+    Nanos anchor_time_ = 0;
+    std::uint64_t anchor_frames_ = 0;
+    std::uint64_t done_ = 0;           // frames played (output) or captured (input)
+    std::uint64_t xruns_ = 0;
+    std::vector<PlaybackRun> runs_;
+};
+
+} // namespace vsnd::backends

@@ -1,0 +1,27 @@
+// Playback into one WAV file per stream (exactly the frames played, appended across
+// PREPAREs while the format stays the same), capture from a WAV file (silence after its end).
+// Paced by a clock like a sound card.
+#pragma once
+
+#include "vsnd/backends/paced_stream.hpp"
+
+#include <filesystem>
+
+namespace vsnd::backends {
+
+class WavBackend final : public device::AudioBackend {
+public:
+    WavBackend(const Clock& clock, std::filesystem::path output_dir, std::filesystem::path capture_file,
+               PacedTiming timing = {});
+    std::string name() const override { return "wav"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t stream_id,
+                                                                       const device::StreamFormat& fmt) override;
+    std::filesystem::path output_path(std::uint32_t stream_id) const;
+
+private:
+    const Clock& clock_;
+    std::filesystem::path output_dir_, capture_file_;
+    PacedTiming timing_;
+};
+
+} // namespace vsnd::backends

@@ -1,0 +1,25 @@
+// Driver and device in one thread on a simulated clock. Waiting for an interrupt runs the device:
+// it handles kicks, then jumps the clock to the device's next deadline, and so on until an
+// interrupt arrives or the timeout passes. Deterministic, and hours of audio take seconds.
+#pragma once
+
+#include "vsnd/transport/device_end.hpp"
+
+namespace vsnd::transport {
+
+class SimulatedLink final : public LoopbackDriverEnd {
+public:
+    // The device end is created on the first wait (after the driver set up its rings).
+    SimulatedLink(LoopbackTransport& t, device::SoundDevice& dev, SimulatedClock& clock);
+    bool wait_interrupt(Nanos timeout) override;
+    // Runs the device until `t` without waiting for interrupts.
+    void run_until(Nanos t);
+    LoopbackDeviceEnd& device_end();
+
+private:
+    device::SoundDevice& dev_;
+    SimulatedClock& sim_;
+    std::unique_ptr<LoopbackDeviceEnd> end_;
+};
+
+} // namespace vsnd::transport

@@ -1,0 +1,150 @@
+#include "vsnd/backends/paced_stream.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+
+namespace vsnd::backends {
+
+PacedStream::PacedStream(const Clock& clock, const device::StreamFormat& fmt, PacedTiming timing,
+                         std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source)
+    : clock_(clock), fmt_(fmt), timing_(timing), sink_(std::move(sink)), source_(std::move(source)),
+      frame_bytes_(fmt.frame_bytes()) {
+    period_ = timing.period_frames ? timing.period_frames : std::max<std::uint32_t>(1, fmt.period_bytes / frame_bytes_);
+    const std::uint32_t fifo_frames = timing.fifo_frames ? timing.fifo_frames : 2 * period_;
+    fifo_.resize(std::size_t{fifo_frames} * frame_bytes_);
+    scratch_.resize(std::size_t{period_} * frame_bytes_);
+}
+
+PacedStream::~PacedStream() = default;
+
+double PacedStream::frames_per_ns() const { return fmt_.rate * timing_.rate_ratio / 1e9; }
+
+Nanos PacedStream::time_of(std::uint64_t frames) const {
+    return anchor_time_ + static_cast<Nanos>(std::ceil(static_cast<double>(frames - anchor_frames_) / frames_per_ns()));
+}
+
+void PacedStream::anchor(Nanos t) {
+    anchor_time_ = t;
+    anchor_frames_ = done_;
+    runs_.push_back({done_, output() ? t + timing_.latency : t});
+    if (sink_) sink_->run_started(runs_.back());
+}
+
+void PacedStream::fifo_push(std::span<const std::uint8_t> bytes) {
+    const std::size_t cap = fifo_.size();
+    assert(bytes.size() <= cap - fifo_size_);
+    std::size_t tail = (fifo_head_ + fifo_size_) % cap;
+    const std::size_t first = std::min(bytes.size(), cap - tail);
+    std::memcpy(fifo_.data() + tail, bytes.data(), first);
+    std::memcpy(fifo_.data(), bytes.data() + first, bytes.size() - first);
+    fifo_size_ += bytes.size();
+}
+
+void PacedStream::fifo_pop_to_sink(std::size_t bytes) {
+    const std::size_t cap = fifo_.size();
+    const std::size_t first = std::min(bytes, cap - fifo_head_);
+    if (sink_) {
+        sink_->played(std::span(fifo_).subspan(fifo_head_, first));
+        if (bytes > first) sink_->played(std::span(fifo_).first(bytes - first));
+    }
+    fifo_head_ = (fifo_head_ + bytes) % cap;
+    fifo_size_ -= bytes;
+}
+
+void PacedStream::advance() {
+    if (!running_ || starved_) return;
+    const Nanos now = clock_.now();
+    // The tiny epsilon keeps time_of() and this floor exact inverses despite rounding.
+    const double due = std::floor(static_cast<double>(now - anchor_time_) * frames_per_ns() + 1e-6);
+    const std::uint64_t target = anchor_frames_ + static_cast<std::uint64_t>(std::max(0.0, due));
+    if (target <= done_) return;
+    std::uint64_t n = target - done_;
+    if (output()) {
+        const std::uint64_t have = fifo_size_ / frame_bytes_;
+        const std::uint64_t take = std::min(n, have);
+        fifo_pop_to_sink(take * frame_bytes_);
+        done_ += take;
+        if (take < n) { // ran dry: the card plays silence until new data arrives
+            starved_ = true;
+            ++xruns_;
+        }
+        return;
+    }
+    bool overrun = false;
+    while (n > 0) {
+        const std::size_t chunk = std::min<std::uint64_t>(n, period_);
+        auto buf = std::span(scratch_).first(chunk * frame_bytes_);
+        if (source_) source_->capture(buf); else std::fill(buf.begin(), buf.end(), 0);
+        const std::size_t room = fifo_.size() - fifo_size_;
+        if (buf.size() > room) overrun = true; // nobody read in time: newest frames are lost
+        fifo_push(buf.first(std::min(room, buf.size())));
+        done_ += chunk;
+        n -= chunk;
+    }
+    if (overrun) ++xruns_;
+}
+
+void PacedStream::start() {
+    advance();
+    if (running_) return;
+    running_ = true;
+    starved_ = output() && fifo_size_ < frame_bytes_;
+    if (!starved_) anchor(clock_.now());
+}
+
+void PacedStream::stop() {
+    advance();
+    running_ = false;
+}
+
+std::size_t PacedStream::writable_bytes() {
+    advance();
+    return output() ? fifo_.size() - fifo_size_ : 0;
+}
+
+void PacedStream::write(std::span<const std::uint8_t> bytes) {
+    advance();
+    fifo_push(bytes);
+    if (running_ && starved_ && fifo_size_ >= frame_bytes_) {
+        starved_ = false;
+        anchor(clock_.now());
+    }
+}
+
+std::size_t PacedStream::readable_bytes() {
+    advance();
+    if (output()) return 0;
+    const std::size_t period_bytes = std::size_t{period_} * frame_bytes_;
+    return fifo_size_ / period_bytes * period_bytes; // whole periods, as a DMA interrupt delivers them
+}
+
+void PacedStream::read(std::span<std::uint8_t> out) {
+    advance();
+    const std::size_t n = std::min(out.size(), fifo_size_);
+    const std::size_t cap = fifo_.size();
+    const std::size_t first = std::min(n, cap - fifo_head_);
+    std::memcpy(out.data(), fifo_.data() + fifo_head_, first);
+    std::memcpy(out.data() + first, fifo_.data(), n - first);
+    fifo_head_ = (fifo_head_ + n) % cap;
+    fifo_size_ -= n;
+}
+
+device::Position PacedStream::position() {
+    advance();
+    if (runs_.empty()) return {0, clock_.now(), false};
+    // Reported at the last period boundary, stamped with that boundary's time, like an interrupt.
+    const std::uint64_t frames = anchor_frames_ + (done_ - anchor_frames_) / period_ * period_;
+    const Nanos when = time_of(frames) + (output() ? timing_.latency : 0);
+    return {frames, when, running_};
+}
+
+std::optional<Nanos> PacedStream::next_wakeup() {
+    advance();
+    if (!running_ || starved_) return std::nullopt;
+    const std::uint64_t boundary = anchor_frames_ + ((done_ - anchor_frames_) / period_ + 1) * period_;
+    return time_of(boundary);
+}
+
+} // namespace vsnd::backends
