@@ -25,11 +25,6 @@ std::uint32_t clamp_u32(std::uint64_t v) {
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
 }
 
-// Nanoseconds until `frames` frames at `rate` have passed, rounded up.
-Nanos nanos_for(std::uint64_t frames, std::uint32_t rate) {
-    return static_cast<Nanos>((static_cast<__int128>(frames) * kNanosPerSecond + rate - 1) / rate);
-}
-
 } // namespace
 
 std::uint32_t StreamFormat::frame_bytes() const {
@@ -511,10 +506,12 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         if (io.done != io.payload) continue;
         const Position pos = s.backend->position();
         if (!pos.running) continue;
-        // The instant the message's last frame becomes audible.
+        // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
         const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
-        const Nanos t = end_frames >= pos.frames ? pos.when + nanos_for(end_frames - pos.frames, s.format.rate)
-                                                 : clock_.now();
+        const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
+        const __int128 num = ahead * kNanosPerSecond;
+        const Nanos t = pos.when + static_cast<Nanos>(num >= 0 ? (num + s.format.rate - 1) / s.format.rate
+                                                               : -(-num / s.format.rate));
         consider(t);
     }
     return next;

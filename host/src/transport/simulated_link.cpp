@@ -10,12 +10,32 @@ LoopbackDeviceEnd& SimulatedLink::device_end() {
     return *end_;
 }
 
+Nanos SimulatedLink::next_jitter() {
+    if (jitter_max_ <= 0) return 0;
+    rng_ ^= rng_ << 13; // xorshift64: deterministic and good enough for a delay
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return static_cast<Nanos>(rng_ % static_cast<std::uint64_t>(jitter_max_ + 1));
+}
+
 bool SimulatedLink::wait_interrupt(Nanos timeout) {
     auto& end = device_end();
     const Nanos deadline = sim_.now() + timeout;
     for (;;) {
         end.dispatch_kicks();
-        if (consume_calls()) return true;
+        if (consume_calls()) {
+            // The device keeps running while the interrupt is on its way.
+            const Nanos arrival = sim_.now() + next_jitter();
+            while (auto next = dev_.next_deadline()) {
+                if (*next > arrival) break;
+                sim_.advance_to(*next > sim_.now() ? *next : sim_.now() + 1000);
+                dev_.process();
+            }
+            sim_.advance_to(arrival);
+            dev_.process();
+            consume_calls();
+            return true;
+        }
         const auto next = dev_.next_deadline();
         if (!next || *next > deadline) {
             sim_.advance_to(deadline);

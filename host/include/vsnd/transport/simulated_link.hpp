@@ -5,6 +5,8 @@
 
 #include "vsnd/transport/device_end.hpp"
 
+#include <cstdint>
+
 namespace vsnd::transport {
 
 class SimulatedLink final : public LoopbackDriverEnd {
@@ -15,8 +17,14 @@ public:
     // Runs the device until `t` without waiting for interrupts.
     void run_until(Nanos t);
     LoopbackDeviceEnd& device_end();
+    // Interrupts reach the driver up to `max` late (uniform, seeded): the scheduling delay of a
+    // real guest's interrupt handler and workqueue.
+    void set_interrupt_jitter(Nanos max, std::uint64_t seed = 1) { jitter_max_ = max; rng_ = seed; }
 
 private:
+    Nanos next_jitter();
+    Nanos jitter_max_ = 0;
+    std::uint64_t rng_ = 1;
     device::SoundDevice& dev_;
     SimulatedClock& sim_;
     std::unique_ptr<LoopbackDeviceEnd> end_;
