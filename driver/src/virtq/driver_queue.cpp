@@ -21,7 +21,7 @@ DriverQueue::DriverQueue(RingAddresses rings, std::uint16_t size, bool event_idx
 
 bool DriverQueue::add(std::span<const DriverBuffer> bufs, std::uint64_t token) {
     const std::size_t n = bufs.size();
-    if (n == 0 || n > size_) return false;
+    if (n == 0 || n > kMaxQueueSize) return false;
     std::uint32_t writable = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (i && bufs[i - 1].device_writable && !bufs[i].device_writable) return false;

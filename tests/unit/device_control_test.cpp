@@ -1,0 +1,320 @@
+// The device model's control queue: every request, its error statuses, and the PCM state
+// machine, through real rings with hand-made messages.
+#include "../support/raw_rig.hpp"
+
+#include "vsnd/audio/test_signal.hpp"
+#include "vsnd/device/pcm_state.hpp"
+
+namespace vsnd::test {
+namespace {
+
+using wire::Code;
+using wire::Status;
+using device::PcmState;
+
+device::Topology topology_with_jacks() {
+    auto t = device::Topology::standard(1, 1);
+    t.jacks.push_back({0, 0x01014010, 0x10, true, true});
+    t.jacks.push_back({0, 0x01a19020, 0x20, false, false});
+    return t;
+}
+
+std::vector<std::uint8_t> query(Code c, std::uint32_t start, std::uint32_t count, std::uint32_t size) {
+    return RawRig::bytes(wire::QueryInfo{c, start, count, size});
+}
+std::vector<std::uint8_t> pcm(Code c, std::uint32_t id) { return RawRig::bytes(wire::PcmHeader{c, id}); }
+std::vector<std::uint8_t> params(std::uint32_t id, wire::PcmFormat f = wire::PcmFormat::S16, wire::PcmRate r = wire::PcmRate::R48000,
+                                 std::uint8_t ch = 2, std::uint32_t period = 1920, std::uint32_t buffer = 7680, std::uint32_t features = 0) {
+    return RawRig::bytes(wire::PcmSetParams{id, buffer, period, features, ch, f, r});
+}
+
+TEST(Control, JackInfo) {
+    RawRig rig(topology_with_jacks());
+    std::vector<std::uint8_t> out;
+    ASSERT_EQ(rig.control(query(Code::JackInfo, 0, 2, 24), 48, &out), Status::Ok);
+    auto j1 = wire::decode<wire::JackInfo>(std::span(out).subspan(24, 24));
+    ASSERT_TRUE(j1);
+    EXPECT_EQ(j1->hda_reg_defconf, 0x01a19020u);
+    EXPECT_FALSE(j1->connected);
+    EXPECT_EQ(wire::decode<wire::JackInfo>(std::span(out).first(24))->features, wire::kJackFeatureRemap);
+    EXPECT_EQ(rig.control(query(Code::JackInfo, 1, 2, 24), 48), Status::BadMsg) << "past the last jack";
+    EXPECT_EQ(rig.control(query(Code::JackInfo, 0xffffffff, 2, 24), 48), Status::BadMsg) << "start + count wraps";
+}
+
+TEST(Control, PcmInfoAndLargerItemSize) {
+    RawRig rig;
+    std::vector<std::uint8_t> out;
+    ASSERT_EQ(rig.control(query(Code::PcmInfo, 0, 2, 32), 64, &out), Status::Ok);
+    auto in = wire::decode<wire::PcmInfo>(std::span(out).subspan(32, 32));
+    ASSERT_TRUE(in);
+    EXPECT_EQ(in->direction, wire::Direction::Input);
+    EXPECT_EQ(in->channels_max, 8);
+    // A driver asking for 40-byte items gets our 32 bytes and zeros after each.
+    ASSERT_EQ(rig.control(query(Code::PcmInfo, 1, 1, 40), 40, &out), Status::Ok);
+    EXPECT_EQ(wire::decode<wire::PcmInfo>(std::span(out).first(32))->direction, wire::Direction::Input);
+    EXPECT_EQ(out[39], 0);
+    EXPECT_EQ(rig.control(query(Code::PcmInfo, 0, 1, 16), 16), Status::BadMsg) << "item smaller than the struct";
+    EXPECT_EQ(rig.control(query(Code::PcmInfo, 0, 2, 32), 32), Status::BadMsg) << "response buffer too small";
+    EXPECT_EQ(rig.control(query(Code::PcmInfo, 2, 1, 32), 32), Status::BadMsg) << "no stream 2";
+    ASSERT_EQ(rig.control(query(Code::PcmInfo, 2, 0, 32), 0), Status::Ok) << "empty range at the end is fine";
+}
+
+TEST(Control, ChmapInfo) {
+    RawRig rig;
+    std::vector<std::uint8_t> out;
+    ASSERT_EQ(rig.control(query(Code::ChmapInfo, 2, 1, 24), 24, &out), Status::Ok);
+    auto c = wire::decode<wire::ChmapInfo>(out);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->channels, 6);
+    EXPECT_EQ(c->positions[3], wire::ChannelPosition::LFE);
+    EXPECT_EQ(rig.control(query(Code::ChmapInfo, 8, 1, 24), 24), Status::BadMsg);
+}
+
+TEST(Control, JackRemap) {
+    RawRig rig(topology_with_jacks());
+    EXPECT_EQ(rig.control(RawRig::bytes(wire::JackRemap{0, 1, 2})), Status::Ok);
+    EXPECT_EQ(rig.control(RawRig::bytes(wire::JackRemap{1, 1, 2})), Status::NotSupp) << "jack 1 is not remappable";
+    EXPECT_EQ(rig.control(RawRig::bytes(wire::JackRemap{2, 1, 2})), Status::BadMsg) << "no jack 2";
+}
+
+TEST(Control, MalformedRequests) {
+    RawRig rig;
+    EXPECT_EQ(rig.control({0x01, 0x01}), Status::BadMsg) << "shorter than a header";
+    auto p = params(0);
+    p.pop_back();
+    EXPECT_EQ(rig.control(p), Status::BadMsg) << "truncated SET_PARAMS";
+    p = params(0);
+    p.push_back(0);
+    EXPECT_EQ(rig.control(p), Status::BadMsg) << "oversized SET_PARAMS";
+    auto h = pcm(Code::PcmPrepare, 0);
+    h.resize(200, 0);
+    EXPECT_EQ(rig.control(h), Status::BadMsg) << "oversized PREPARE";
+    EXPECT_EQ(rig.control(RawRig::bytes(wire::Header{static_cast<Code>(0x0999)})), Status::NotSupp) << "unknown code";
+    EXPECT_EQ(rig.control(RawRig::bytes(wire::Header{Code::CtlInfo})), Status::NotSupp) << "controls not offered";
+    p = params(0);
+    p[21] = 99; // undefined format code
+    EXPECT_EQ(rig.control(p), Status::BadMsg);
+    // A request without room for a response is returned with nothing written.
+    auto r = rig.send(0, {pcm(Code::PcmStart, 0)}, {});
+    EXPECT_TRUE(r.completed);
+    EXPECT_EQ(r.used_len, 0u);
+    // A response part that is split over descriptors is written as one stream.
+    r = rig.send(0, {query(Code::PcmInfo, 0, 1, 32)}, {2, 2, 32});
+    ASSERT_TRUE(r.completed);
+    EXPECT_EQ(r.used_len, 36u);
+    EXPECT_EQ(wire::decode<wire::StatusHeader>(std::span(r.written).first(4))->status, Status::Ok);
+}
+
+TEST(Control, SetParamsValidation) {
+    RawRig rig;
+    using F = wire::PcmFormat;
+    using R = wire::PcmRate;
+    EXPECT_EQ(rig.control(params(0, F::U8)), Status::NotSupp) << "format not offered";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R384000)), Status::NotSupp) << "rate not offered";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 9)), Status::NotSupp) << "too many channels";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 0)), Status::NotSupp) << "no channels";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 2, 1920, 7680, wire::bit(wire::PcmFeature::ShmemHost))),
+              Status::NotSupp) << "shared memory";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 2, 1920, 7000)), Status::BadMsg) << "buffer % period";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 2, 1922, 7688)), Status::BadMsg) << "period not whole frames";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 2, 0, 0)), Status::BadMsg) << "empty";
+    EXPECT_EQ(rig.control(params(2)), Status::BadMsg) << "no stream 2";
+    EXPECT_EQ(rig.control(params(0, F::S16, R::R48000, 2, 1920, 7680, wire::bit(wire::PcmFeature::EvtXruns))), Status::Ok);
+}
+
+// The full table: every command from every state, checked against the spec (§5.14.6.6.1) plus
+// the two tolerances Linux needs.
+TEST(StateMachine, TransitionTable) {
+    using S = PcmState;
+    const Code cmds[] = {Code::PcmSetParams, Code::PcmPrepare, Code::PcmStart, Code::PcmStop, Code::PcmRelease};
+    struct Row { S from; std::optional<S> to[5]; };
+    const Row table[] = {
+        {S::Initial,   {S::ParamsSet, {},          {},         {},         S::Initial}},
+        {S::ParamsSet, {S::ParamsSet, S::Prepared, {},         {},         S::ParamsSet}},
+        {S::Prepared,  {S::ParamsSet, S::Prepared, S::Started, {},         S::Released}},
+        {S::Started,   {{},           {},          {},         S::Stopped, {}}},
+        {S::Stopped,   {{},           {},          S::Started, {},         S::Released}},
+        {S::Released,  {S::ParamsSet, S::Prepared, {},         {},         S::Released}},
+    };
+    for (const auto& row : table)
+        for (int i = 0; i < 5; ++i)
+            EXPECT_EQ(device::transition(row.from, cmds[i]), row.to[i])
+                << wire::name(cmds[i]) << " from " << device::name(row.from);
+    EXPECT_FALSE(device::transition(S::Prepared, Code::PcmInfo));
+}
+
+TEST(StateMachine, DeviceFollowsTheTable) {
+    RawRig rig;
+    EXPECT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::BadMsg) << "PREPARE before SET_PARAMS";
+    EXPECT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::BadMsg);
+    EXPECT_EQ(rig.control(pcm(Code::PcmRelease, 0)), Status::Ok) << "nothing to release: tolerated";
+    ASSERT_EQ(rig.control(params(0)), Status::Ok);
+    EXPECT_EQ(rig.control(pcm(Code::PcmStop, 0)), Status::BadMsg);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok) << "PREPARE again";
+    ASSERT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::Ok);
+    EXPECT_EQ(rig.device.stats(0).state, PcmState::Started);
+    EXPECT_EQ(rig.control(params(0)), Status::BadMsg) << "SET_PARAMS while running";
+    EXPECT_EQ(rig.control(pcm(Code::PcmRelease, 0)), Status::BadMsg) << "RELEASE while running";
+    EXPECT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::BadMsg);
+    ASSERT_EQ(rig.control(pcm(Code::PcmStop, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::Ok) << "resume after pause";
+    ASSERT_EQ(rig.control(pcm(Code::PcmStop, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmRelease, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmRelease, 0)), Status::Ok) << "sync_stop's second RELEASE";
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok) << "PREPARE after RELEASE keeps the parameters";
+    EXPECT_EQ(rig.control(pcm(Code::PcmStart, 9)), Status::BadMsg) << "no stream 9";
+}
+
+TEST(StateMachine, SetParamsAgainAfterDeviceReset) {
+    RawRig rig;
+    ASSERT_EQ(rig.control(params(0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::Ok);
+    // Suspend/resume: the guest resets the device, then sends SET_PARAMS and PREPARE again.
+    rig.device.reset();
+    EXPECT_EQ(rig.device.stats(0).state, PcmState::Initial);
+    rig.device.attach({&rig.link.device_end().queue(0), &rig.link.device_end().queue(1),
+                       &rig.link.device_end().queue(2), &rig.link.device_end().queue(3)},
+                      [&](device::QueueIndex q) { rig.transport.call(static_cast<unsigned>(q)).signal(); });
+    ASSERT_EQ(rig.control(params(0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+}
+
+// ---- I/O messages ----------------------------------------------------------------------------
+
+struct Io : ::testing::Test {
+    RawRig rig;
+    void SetUp() override {
+        ASSERT_EQ(rig.control(params(0)), Status::Ok);
+        ASSERT_EQ(rig.control(params(1)), Status::Ok);
+    }
+    wire::PcmStatus status_of(const RawReply& r) {
+        return *wire::decode<wire::PcmStatus>(std::span(r.written).last(8));
+    }
+    std::vector<std::uint8_t> xfer(std::uint32_t id) { return RawRig::bytes(wire::PcmXfer{id}); }
+};
+
+TEST_F(Io, TxBeforePrepareIsIoErr) {
+    auto r = rig.send(2, {xfer(0), std::vector<std::uint8_t>(1920)}, {8});
+    ASSERT_TRUE(r.completed);
+    EXPECT_EQ(r.used_len, 8u);
+    EXPECT_EQ(status_of(r).status, Status::IoErr);
+}
+
+TEST_F(Io, TxErrors) {
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 1)), Status::Ok);
+    EXPECT_EQ(status_of(rig.send(2, {xfer(1), std::vector<std::uint8_t>(1920)}, {8})).status, Status::IoErr)
+        << "tx to an input stream";
+    EXPECT_EQ(status_of(rig.send(2, {xfer(7), std::vector<std::uint8_t>(1920)}, {8})).status, Status::IoErr)
+        << "tx to no stream";
+    EXPECT_EQ(status_of(rig.send(2, {xfer(0), std::vector<std::uint8_t>(1921)}, {8})).status, Status::IoErr)
+        << "partial frame";
+    EXPECT_EQ(status_of(rig.send(2, {{0, 0}}, {8})).status, Status::IoErr) << "header cut short";
+    // Status must be the last 8 writable bytes, even with a larger writable area.
+    auto r = rig.send(2, {xfer(1)}, {16});
+    EXPECT_EQ(status_of(r).status, Status::IoErr);
+    EXPECT_EQ(r.written[0], 0xee) << "nothing written before the status";
+    // No room for a status at all: returned with nothing written.
+    r = rig.send(2, {xfer(0), std::vector<std::uint8_t>(4)}, {4});
+    EXPECT_TRUE(r.completed);
+    EXPECT_EQ(r.used_len, 0u);
+    EXPECT_EQ(rig.device.stats(0).io_errors, 1u);
+}
+
+TEST_F(Io, RxFilledCompletelyWithStatusLast) {
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 1)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmStart, 1)), Status::Ok);
+    // Payload split in odd pieces; 1920 bytes + status.
+    auto r = rig.send(3, {xfer(1)}, {1000, 920, 8});
+    ASSERT_TRUE(r.completed);
+    EXPECT_EQ(r.used_len, 1928u);
+    EXPECT_EQ(status_of(r).status, Status::Ok);
+    audio::TestSignal sig(wire::PcmFormat::S16, 2);
+    EXPECT_FALSE(sig.compare(std::span(r.written).first(1920), 0));
+    EXPECT_EQ(status_of(rig.send(3, {xfer(0)}, {1928})).status, Status::IoErr) << "rx on an output stream";
+    EXPECT_EQ(status_of(rig.send(3, {xfer(1), {1}}, {1928})).status, Status::IoErr) << "extra readable bytes";
+    EXPECT_EQ(status_of(rig.send(3, {xfer(1)}, {10})).status, Status::IoErr) << "smaller than a frame";
+}
+
+TEST_F(Io, RxFlushedPartiallyOnRelease) {
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 1)), Status::Ok);
+    // Queue a buffer, never start: RELEASE completes it with nothing captured, before replying.
+    auto& q = rig.link.queue(3);
+    std::memcpy(rig.mem.host + 0x8000, xfer(1).data(), 4);
+    virtq::DriverBuffer b[] = {{rig.mem.gpa + 0x8000, 4, false}, {rig.mem.gpa + 0x9000, 1928, true}};
+    ASSERT_TRUE(q.add(b, 9));
+    if (q.publish()) rig.link.kick(3);
+    rig.link.run_until(rig.clock.now() + 1'000'000);
+    EXPECT_FALSE(q.has_used());
+    ASSERT_EQ(rig.control(pcm(Code::PcmRelease, 1)), Status::Ok);
+    auto u = q.reap();
+    ASSERT_TRUE(u && *u) << "completed before the RELEASE answer was seen";
+    EXPECT_EQ((*u)->len, 8u);
+}
+
+TEST_F(Io, MalformedChainIsReturnedAndQueueKeepsWorking) {
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    auto& q = rig.link.queue(2);
+    virtq::DriverBuffer bad[] = {{0x7000'0000'0000, 4, false}, {rig.mem.gpa, 8, true}};
+    ASSERT_TRUE(q.add(bad, 1));
+    if (q.publish()) rig.link.kick(2);
+    rig.link.wait_interrupt(1'000'000);
+    auto u = q.reap();
+    ASSERT_TRUE(u && *u);
+    EXPECT_EQ((*u)->len, 0u);
+    EXPECT_FALSE(rig.log.empty());
+    EXPECT_EQ(status_of(rig.send(2, {xfer(1)}, {8})).status, Status::IoErr);
+}
+
+// ---- events ------------------------------------------------------------------------------------
+
+TEST(Events, JackAndXrunEvents) {
+    RawRig rig(topology_with_jacks(), {0, 480, 0, 0});
+    std::vector<std::uint32_t> events_sizes;
+    auto& eq = rig.link.queue(1);
+    for (unsigned i = 0; i < 4; ++i) {
+        virtq::DriverBuffer b{rig.mem.gpa + 0x10000 + 8 * i, 8, true};
+        ASSERT_TRUE(eq.add(std::span(&b, 1), i));
+    }
+    if (eq.publish()) rig.link.kick(1);
+    rig.link.run_until(rig.clock.now() + 1000);
+    rig.device.set_jack_connected(1, true);
+    rig.link.wait_interrupt(1'000'000);
+    auto u = eq.reap();
+    ASSERT_TRUE(u && *u);
+    auto ev = wire::decode<wire::Event>(std::span<const std::uint8_t>(rig.mem.host + 0x10000 + 8 * (*u)->token, 8));
+    EXPECT_EQ(ev->type, Code::EvtJackConnected);
+    EXPECT_EQ(ev->data, 1u);
+
+    // XRUN: negotiated with SET_PARAMS; play one period and let the card run dry.
+    ASSERT_EQ(rig.control(params(0, wire::PcmFormat::S16, wire::PcmRate::R48000, 2, 1920, 7680,
+                                 wire::bit(wire::PcmFeature::EvtXruns))), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    ASSERT_EQ(rig.control(pcm(Code::PcmStart, 0)), Status::Ok);
+    rig.send(2, {RawRig::bytes(wire::PcmXfer{0}), std::vector<std::uint8_t>(1920)}, {8});
+    rig.link.run_until(rig.clock.now() + 50'000'000);
+    EXPECT_EQ(rig.device.stats(0).xruns, 1u);
+    u = eq.reap();
+    ASSERT_TRUE(u && *u);
+    ev = wire::decode<wire::Event>(std::span<const std::uint8_t>(rig.mem.host + 0x10000 + 8 * (*u)->token, 8));
+    EXPECT_EQ(ev->type, Code::EvtPcmXrun);
+    EXPECT_EQ(ev->data, 0u);
+}
+
+TEST(Events, WrongDirectionEventBufferReturnedUnused) {
+    RawRig rig(topology_with_jacks());
+    auto& eq = rig.link.queue(1);
+    virtq::DriverBuffer b{rig.mem.gpa, 8, false};
+    ASSERT_TRUE(eq.add(std::span(&b, 1), 0));
+    if (eq.publish()) rig.link.kick(1);
+    rig.device.set_jack_connected(1, true);
+    rig.link.wait_interrupt(1'000'000);
+    auto u = eq.reap();
+    ASSERT_TRUE(u && *u);
+    EXPECT_EQ((*u)->len, 0u);
+}
+
+} // namespace
+} // namespace vsnd::test
