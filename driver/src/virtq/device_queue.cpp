@@ -33,14 +33,21 @@ bool DeviceQueue::has_available() const {
 
 std::optional<DeviceQueue::PopResult> DeviceQueue::pop() {
     if (broken_) return std::nullopt;
-    const std::uint16_t avail_idx = load_acquire16(cfg_.rings.avail + kIdx);
+    std::uint16_t avail_idx = load_acquire16(cfg_.rings.avail + kIdx);
+    if (avail_idx == next_avail_ && cfg_.event_idx && kicks_enabled_) {
+        // Ask for a kick at the next buffer, then look again. Without the full fence the index
+        // load could pass the avail_event store: the driver would skip its kick while we go idle.
+        store_release16(cfg_.rings.used + used_avail_event(cfg_.size), next_avail_);
+        full_fence();
+        avail_idx = load_acquire16(cfg_.rings.avail + kIdx);
+    }
     const std::uint16_t pending = avail_idx - next_avail_;
     if (pending == 0) return std::nullopt;
     if (pending > cfg_.size) { broken_ = true; return std::nullopt; }
 
     const std::uint16_t head = load16(cfg_.rings.avail + avail_entry(next_avail_ % cfg_.size));
     ++next_avail_;
-    if (cfg_.event_idx) store_release16(cfg_.rings.used + used_avail_event(cfg_.size), next_avail_);
+    if (cfg_.event_idx && kicks_enabled_) store_release16(cfg_.rings.used + used_avail_event(cfg_.size), next_avail_);
 
     auto chain = walk(head);
     if (!chain) return PopResult(Unexpected{ChainFault{chain.error(), head, head < cfg_.size}});
@@ -124,6 +131,7 @@ bool DeviceQueue::should_notify() {
 }
 
 void DeviceQueue::set_kicks_enabled(bool enabled) {
+    kicks_enabled_ = enabled;
     if (cfg_.event_idx) {
         // With event idx there is no off switch; an avail_event behind next_avail asks for nothing.
         store_release16(cfg_.rings.used + used_avail_event(cfg_.size),

@@ -82,12 +82,19 @@ bool DriverQueue::publish() {
 bool DriverQueue::has_used() const { return load_acquire16(rings_.used + kIdx) != last_used_; }
 
 std::optional<Expected<Used, UsedError>> DriverQueue::reap() {
-    if (load_acquire16(rings_.used + kIdx) == last_used_) return std::nullopt;
+    if (load_acquire16(rings_.used + kIdx) == last_used_) {
+        if (!event_idx_ || !interrupts_enabled_) return std::nullopt;
+        // Ask for an interrupt at the next entry, then look again (the same store-load race as
+        // the device's kick request: without the fence both sides can wait for each other).
+        store_release16(rings_.avail + avail_used_event(size_), last_used_);
+        full_fence();
+        if (load_acquire16(rings_.used + kIdx) == last_used_) return std::nullopt;
+    }
     const std::uint8_t* e = rings_.used + used_entry(last_used_ % size_);
     const std::uint32_t id = load32(e);
     const std::uint32_t len = load32(e + 4);
     ++last_used_;
-    if (event_idx_) store_release16(rings_.avail + avail_used_event(size_), last_used_);
+    if (event_idx_ && interrupts_enabled_) store_release16(rings_.avail + avail_used_event(size_), last_used_);
     if (id >= size_) return Expected<Used, UsedError>(Unexpected{UsedError::IdOutOfRange});
     Slot& slot = slots_[id];
     if (!slot.busy) return Expected<Used, UsedError>(Unexpected{UsedError::IdNotInFlight});
@@ -105,6 +112,7 @@ std::optional<Expected<Used, UsedError>> DriverQueue::reap() {
 }
 
 void DriverQueue::set_interrupts_enabled(bool enabled) {
+    interrupts_enabled_ = enabled;
     if (event_idx_)
         store_release16(rings_.avail + avail_used_event(size_),
                         enabled ? last_used_ : static_cast<std::uint16_t>(last_used_ - 1));

@@ -8,16 +8,40 @@
 namespace vsnd::backends {
 
 PacedStream::PacedStream(const Clock& clock, const device::StreamFormat& fmt, PacedTiming timing,
-                         std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source)
+                         std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source,
+                         std::shared_ptr<PlaybackRecord> record)
     : clock_(clock), fmt_(fmt), timing_(timing), sink_(std::move(sink)), source_(std::move(source)),
-      frame_bytes_(fmt.frame_bytes()) {
+      frame_bytes_(fmt.frame_bytes()), record_(std::move(record)) {
     period_ = timing.period_frames ? timing.period_frames : std::max<std::uint32_t>(1, fmt.period_bytes / frame_bytes_);
-    const std::uint32_t fifo_frames = timing.fifo_frames ? timing.fifo_frames : 2 * period_;
+    // Playback keeps host buffering small (it is latency). Capture may hold the guest's whole
+    // ring: frames are only lost if the guest itself stops reading.
+    std::uint32_t fifo_frames = timing.fifo_frames ? timing.fifo_frames : 2 * period_;
+    if (fmt.direction == wire::Direction::Input)
+        fifo_frames = std::max<std::uint32_t>(fifo_frames, fmt.buffer_bytes / frame_bytes_);
     fifo_.resize(std::size_t{fifo_frames} * frame_bytes_);
     scratch_.resize(std::size_t{period_} * frame_bytes_);
 }
 
 PacedStream::~PacedStream() = default;
+
+std::optional<double> PlaybackRecord::audible_time(std::uint64_t frame) const {
+    if (frame >= frames || runs.empty()) return std::nullopt;
+    auto it = std::upper_bound(runs.begin(), runs.end(), frame,
+                               [](std::uint64_t f, const PlaybackRun& r) { return f < r.frames; });
+    if (it == runs.begin()) return std::nullopt;
+    --it;
+    return static_cast<double>(it->when) + static_cast<double>(frame - it->frames) * 1e9 / (rate * rate_ratio);
+}
+
+double PlaybackRecord::frames_audible_at(Nanos t) const {
+    double audible = 0;
+    for (std::size_t i = 0; i < runs.size() && runs[i].when <= t; ++i) {
+        const double end = i + 1 < runs.size() ? static_cast<double>(runs[i + 1].frames) : static_cast<double>(frames);
+        audible = std::min(end, static_cast<double>(runs[i].frames) +
+                                    static_cast<double>(t - runs[i].when) * rate * rate_ratio / 1e9);
+    }
+    return audible;
+}
 
 double PacedStream::frames_per_ns() const { return fmt_.rate * timing_.rate_ratio / 1e9; }
 
@@ -28,8 +52,8 @@ Nanos PacedStream::time_of(std::uint64_t frames) const {
 void PacedStream::anchor(Nanos t) {
     anchor_time_ = t;
     anchor_frames_ = done_;
-    runs_.push_back({done_, output() ? t + timing_.latency : t});
-    if (sink_) sink_->run_started(runs_.back());
+    has_run_ = true;
+    if (record_) record_->runs.push_back({done_, output() ? t + timing_.latency : t});
 }
 
 void PacedStream::fifo_push(std::span<const std::uint8_t> bytes) {
@@ -45,10 +69,13 @@ void PacedStream::fifo_push(std::span<const std::uint8_t> bytes) {
 void PacedStream::fifo_pop_to_sink(std::size_t bytes) {
     const std::size_t cap = fifo_.size();
     const std::size_t first = std::min(bytes, cap - fifo_head_);
-    if (sink_) {
-        sink_->played(std::span(fifo_).subspan(fifo_head_, first));
-        if (bytes > first) sink_->played(std::span(fifo_).first(bytes - first));
-    }
+    auto emit = [&](std::span<const std::uint8_t> part) {
+        if (sink_) sink_->played(part);
+        if (record_ && record_->keep_frames) record_->played.insert(record_->played.end(), part.begin(), part.end());
+    };
+    emit(std::span(fifo_).subspan(fifo_head_, first));
+    if (bytes > first) emit(std::span(fifo_).first(bytes - first));
+    if (record_) record_->frames += bytes / frame_bytes_;
     fifo_head_ = (fifo_head_ + bytes) % cap;
     fifo_size_ -= bytes;
 }
@@ -133,7 +160,7 @@ void PacedStream::read(std::span<std::uint8_t> out) {
 
 device::Position PacedStream::position() {
     advance();
-    if (runs_.empty()) return {0, clock_.now(), false};
+    if (!has_run_) return {0, clock_.now(), false};
     // Reported at the last period boundary, stamped with that boundary's time, like an interrupt.
     const std::uint64_t frames = anchor_frames_ + (done_ - anchor_frames_) / period_ * period_;
     const Nanos when = time_of(frames) + (output() ? timing_.latency : 0);

@@ -75,6 +75,7 @@ private:
     std::uint16_t signalled_used_;
     bool signalled_valid_ = false;
     bool broken_ = false;
+    bool kicks_enabled_ = true;
 };
 
 } // namespace vsnd::virtq

@@ -70,6 +70,7 @@ private:
     struct Slot { std::uint64_t token; std::uint16_t descriptors; std::uint32_t writable_bytes; bool busy; };
     std::vector<Slot> slots_;
     std::uint16_t free_head_ = 0, free_count_;
+    bool interrupts_enabled_ = true;
     std::uint16_t avail_idx_ = 0, published_idx_ = 0, last_used_ = 0, in_flight_ = 0;
 };
 

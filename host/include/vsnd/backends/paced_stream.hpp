@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -18,16 +19,14 @@ struct PacedTiming {
     double rate_ratio = 1.0;          // true rate / nominal rate (1 + ppm·1e-6)
     std::uint32_t period_frames = 0;  // position granularity; 0 = the guest's period
     Nanos latency = 0;                // output: DAC delay after the FIFO; input: ADC delay
-    std::uint32_t fifo_frames = 0;    // host buffering; 0 = two periods
+    std::uint32_t fifo_frames = 0;    // host buffering; 0 = two periods (capture: at least the guest ring)
 };
 
 // Receives played frames (whole frames, in order).
-struct PlaybackRun;
 class FrameSink {
 public:
     virtual ~FrameSink() = default;
     virtual void played(std::span<const std::uint8_t> frames) = 0;
-    virtual void run_started(const PlaybackRun&) {}
 };
 
 // Supplies captured frames (whole frames, in order).
@@ -44,10 +43,33 @@ struct PlaybackRun {
     Nanos when;
 };
 
+// The truth about one output stream's playback: which frame was audible when (and, if asked
+// for, every frame played), for comparing any clock estimate against.
+class PlaybackRecord {
+public:
+    PlaybackRecord(std::uint32_t rate, std::uint32_t frame_bytes, double rate_ratio, bool keep_frames)
+        : rate(rate), frame_bytes(frame_bytes), rate_ratio(rate_ratio), keep_frames(keep_frames) {}
+
+    const std::uint32_t rate, frame_bytes;
+    const double rate_ratio;
+    const bool keep_frames;
+    std::vector<PlaybackRun> runs;
+    std::vector<std::uint8_t> played; // only with keep_frames
+    std::uint64_t frames = 0;         // frames played
+
+    std::uint64_t frames_played() const { return frames; }
+    // When frame n became audible, if it was played.
+    std::optional<double> audible_time(std::uint64_t frame) const;
+    // How many frames had become audible at t (fractional).
+    double frames_audible_at(Nanos t) const;
+};
+
 class PacedStream final : public device::BackendStream {
 public:
+    // `record` (optional, output only) is kept up to date with every run and frame played.
     PacedStream(const Clock& clock, const device::StreamFormat& fmt, PacedTiming timing,
-                std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source);
+                std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source,
+                std::shared_ptr<PlaybackRecord> record = nullptr);
     ~PacedStream() override;
 
     void start() override;
@@ -61,7 +83,6 @@ public:
     std::uint64_t xruns() const override { return xruns_; }
 
     std::uint64_t frames_done() const { return done_; }
-    const std::vector<PlaybackRun>& runs() const { return runs_; }
     std::uint32_t period_frames() const { return period_; }
 
 private:
@@ -87,7 +108,8 @@ private:
     std::uint64_t anchor_frames_ = 0;
     std::uint64_t done_ = 0;           // frames played (output) or captured (input)
     std::uint64_t xruns_ = 0;
-    std::vector<PlaybackRun> runs_;
+    bool has_run_ = false;
+    std::shared_ptr<PlaybackRecord> record_;
 };
 
 } // namespace vsnd::backends

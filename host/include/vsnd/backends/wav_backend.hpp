@@ -6,6 +6,8 @@
 #include "vsnd/backends/paced_stream.hpp"
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 namespace vsnd::backends {
 
@@ -17,8 +19,12 @@ public:
     Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t stream_id,
                                                                        const device::StreamFormat& fmt) override;
     std::filesystem::path output_path(std::uint32_t stream_id) const;
+    // When each frame of the stream's latest PREPARE..RELEASE was played.
+    std::shared_ptr<const PlaybackRecord> record(std::uint32_t stream_id) const;
 
 private:
+    mutable std::mutex mutex_; // records are read from other threads (tests, the demo)
+    std::map<std::uint32_t, std::shared_ptr<PlaybackRecord>> records_;
     const Clock& clock_;
     std::filesystem::path output_dir_, capture_file_;
     PacedTiming timing_;
