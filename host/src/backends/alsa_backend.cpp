@@ -1,0 +1,1 @@
+// The ALSA backend: arrives with the host issue.
