@@ -51,7 +51,7 @@ Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std
         return Unexpected{error(fmt::format("{}: device answered {}", what, wire::name(status->status)), status->status)};
     if (control_used_ < 4 + response.size())
         return Unexpected{error(fmt::format("{}: answer of {} bytes, expected {}", what, control_used_, 4 + response.size()))};
-    std::memcpy(response.data(), control_mem_.host + kPayloadAt, response.size());
+    if (!response.empty()) std::memcpy(response.data(), control_mem_.host + kPayloadAt, response.size());
     return Done{};
 }
 

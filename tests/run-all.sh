@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every vsnd test: installs what is missing (apt, idempotent), builds the normal, sanitizer and
+# fuzzer configurations, runs the GoogleTest suites in the first two (unit, integration and VM
+# tests; see ctest labels) and each libFuzzer target for a while.
+#   VSND_FUZZ_SECONDS   seconds per fuzz target (default 20)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+jobs=$(nproc)
+fuzz_seconds=${VSND_FUZZ_SECONDS:-20}
+
+echo "== build (default) and test"
+tests/setup.sh default
+ctest --preset default -j "$jobs"
+
+echo "== build (ASan + UBSan) and test"
+tests/setup.sh asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --preset asan -j "$jobs" -LE 'vm|bench'
+
+echo "== build (libFuzzer, clang-14) and fuzz ${fuzz_seconds}s per target"
+tests/setup.sh fuzz
+for f in build/fuzz/tests/fuzz/fuzz-* build/fuzz/tests/vhost_user/fuzz-*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    corpus=build/fuzz/corpus/$name
+    mkdir -p "$corpus"
+    echo "-- $name"
+    "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$corpus" 2>&1 | grep -E 'Done|ERROR|SUMMARY' || true
+    # libFuzzer exits non-zero (and leaves a crash-* file) on any finding.
+    "$f" -runs=0 "$corpus" >/dev/null 2>&1
+    if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then
+        echo "fuzzer $name found a failing input:" >&2
+        ls crash-* leak-* timeout-* oom-* >&2
+        exit 1
+    fi
+done
+echo "== all tests passed"
