@@ -45,7 +45,19 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
                                                                                const device::StreamFormat& fmt) {
     if (!wav_can_hold(fmt.format)) return Unexpected{fmt::format("WAV cannot hold {} samples", wire::name(fmt.format))};
     if (fmt.direction == wire::Direction::Output) {
-        auto w = WavFileWriter::open(output_path(stream_id), fmt, true);
+        // A new format starts a new file; the earlier one is kept as stream-N.K.wav (K = 1, 2, ...).
+        const auto path = output_path(stream_id);
+        if (std::filesystem::exists(path) && !WavFileWriter::holds_format(path, fmt)) {
+            for (unsigned k = 1;; ++k) {
+                auto older = output_dir_ / fmt::format("stream-{}.{}.wav", stream_id, k);
+                if (std::filesystem::exists(older)) continue;
+                std::error_code ec;
+                std::filesystem::rename(path, older, ec);
+                if (ec) return Unexpected{fmt::format("cannot keep {}: {}", path.string(), ec.message())};
+                break;
+            }
+        }
+        auto w = WavFileWriter::open(path, fmt, true);
         if (!w) return Unexpected{w.error()};
         auto rec = std::make_shared<PlaybackRecord>(fmt.rate, fmt.frame_bytes(), timing_.rate_ratio, false);
         {

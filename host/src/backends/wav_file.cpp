@@ -44,6 +44,16 @@ void from_int(PcmFormat f, std::int32_t v, std::uint8_t* p) {
 
 bool wav_can_hold(PcmFormat f) { return wav_subtype(f).has_value(); }
 
+bool WavFileWriter::holds_format(const std::filesystem::path& path, const device::StreamFormat& fmt) {
+    SF_INFO info{};
+    SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
+    if (!f) return false;
+    sf_close(f);
+    const auto subtype = wav_subtype(fmt.format);
+    return subtype && info.samplerate == static_cast<int>(fmt.rate) && info.channels == fmt.channels &&
+           info.format == (SF_FORMAT_WAV | *subtype);
+}
+
 Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const std::filesystem::path& path,
                                                                           const device::StreamFormat& fmt, bool append) {
     auto subtype = wav_subtype(fmt.format);

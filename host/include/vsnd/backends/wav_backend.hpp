@@ -1,5 +1,6 @@
-// Playback into one WAV file per stream (exactly the frames played, appended across
-// PREPAREs while the format stays the same), capture from a WAV file (silence after its end).
+// Playback into one WAV file per stream, stream-N.wav: exactly the frames played, appended across
+// PREPAREs while the format stays the same; a new format starts a new stream-N.wav and keeps the
+// earlier one as stream-N.K.wav. Capture from a WAV file (silence after its end).
 // Paced by a clock like a sound card.
 #pragma once
 

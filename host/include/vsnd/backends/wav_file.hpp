@@ -22,6 +22,7 @@ class WavFileWriter {
 public:
     // Appends when the file exists with the same rate, channels and sample type; starts anew
     // otherwise (or always, without `append`).
+    static bool holds_format(const std::filesystem::path& path, const device::StreamFormat& fmt);
     static Expected<std::unique_ptr<WavFileWriter>, std::string> open(const std::filesystem::path& path,
                                                                       const device::StreamFormat& fmt, bool append);
     ~WavFileWriter();
