@@ -136,6 +136,34 @@ TEST(Playback, PauseResumeLosesNothing) {
     expect_played_exactly(rig, 0, total);
 }
 
+// A loaded host wakes the device late, sometimes after its FIFO ran dry: the card underruns, but
+// every frame is still played, in order, and the device never goes to sleep on pending data.
+TEST(Playback, DeviceWakingLateLosesNothing) {
+    for (auto policy : {device::CompletionPolicy::Played, device::CompletionPolicy::Consumed}) {
+        RigOptions o;
+        o.card = {0, 64, 0, 128};
+        o.policy = policy;
+        SimRig rig(o);
+        rig.link.set_device_lateness(15'000'000);
+        rig.probe();
+        auto& s = rig.driver.stream(0);
+        ASSERT_TRUE(s.set_params(config(PcmFormat::S16, 48000, 2, 64)));
+        ASSERT_TRUE(s.prepare());
+        ASSERT_TRUE(play_signal(rig, 0, 64 * 500)) << "driver waited a second for nothing";
+        ASSERT_TRUE(s.stop());
+        ASSERT_TRUE(s.release());
+        EXPECT_GT(rig.device.stats(0).xruns, 0u) << "the lateness should have starved the card";
+        if (policy == device::CompletionPolicy::Played) {
+            expect_played_exactly(rig, 0, 64 * 500);
+        } else {
+            // Completion on hand-off: the host FIFO's content at RELEASE (≤ 128 frames) is dropped.
+            auto rec = rig.card.record(0);
+            EXPECT_GE(rec->frames_played(), 64u * 500 - 128);
+            EXPECT_FALSE(audio::TestSignal(PcmFormat::S16, 2).compare(rec->played, 0));
+        }
+    }
+}
+
 TEST(Playback, ReleaseCompletesPendingMessagesBeforeReplying) {
     SimRig rig;
     rig.probe();

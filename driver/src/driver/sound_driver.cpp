@@ -162,8 +162,13 @@ std::size_t SoundDriver::process_interrupts() {
 
 bool SoundDriver::wait(Nanos timeout) {
     if (process_interrupts() > 0) return true;
-    transport_.wait_interrupt(timeout);
-    return process_interrupts() > 0;
+    // An interrupt may announce entries an earlier pass already handled: keep waiting.
+    const Nanos deadline = clock_.now() + timeout;
+    for (Nanos left = timeout; left > 0; left = deadline - clock_.now()) {
+        transport_.wait_interrupt(left);
+        if (process_interrupts() > 0) return true;
+    }
+    return false;
 }
 
 } // namespace vsnd::driver

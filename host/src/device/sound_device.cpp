@@ -500,6 +500,14 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         Stream& s = *sp;
         if (!s.backend) continue;
         consider(s.backend->next_wakeup());
+        // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry):
+        // if data can move right now, the device must not go to sleep.
+        if (!s.pending.empty()) {
+            const bool output = s.cfg.direction == wire::Direction::Output;
+            const bool uncopied = s.pending.back().done != s.pending.back().payload;
+            if (output ? uncopied && s.backend->writable_bytes() > 0 : s.backend->readable_bytes() > 0)
+                consider(clock_.now());
+        }
         if (policy_ != CompletionPolicy::Played || s.cfg.direction != wire::Direction::Output || s.pending.empty())
             continue;
         const auto& io = s.pending.front();

@@ -35,7 +35,7 @@ public:
 
     // Handles every used entry on every queue; returns how many.
     std::size_t process_interrupts();
-    // Waits up to `timeout` for an interrupt, then handles it.
+    // Waits up to `timeout` until at least one used entry arrived, and handles it; false if none.
     bool wait(Nanos timeout);
     // Events received so far (jack and PCM notifications).
     const std::deque<wire::Event>& events() const { return events_; }

@@ -20,10 +20,13 @@ public:
     // Interrupts reach the driver up to `max` late (uniform, seeded): the scheduling delay of a
     // real guest's interrupt handler and workqueue.
     void set_interrupt_jitter(Nanos max, std::uint64_t seed = 1) { jitter_max_ = max; rng_ = seed; }
+    // The device's timer fires up to `max` late, and the device thread is preempted up to `max`
+    // between its work and computing its next deadline (uniform, seeded): a loaded host.
+    void set_device_lateness(Nanos max) { lateness_max_ = max; }
 
 private:
-    Nanos next_jitter();
-    Nanos jitter_max_ = 0;
+    Nanos next_random(Nanos max);
+    Nanos jitter_max_ = 0, lateness_max_ = 0;
     std::uint64_t rng_ = 1;
     device::SoundDevice& dev_;
     SimulatedClock& sim_;
