@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include <fstream>
+
 namespace vsnd::test {
 namespace {
 
@@ -74,6 +76,12 @@ TEST(WavBackend, ExactFramesAppendedAndOnePerFormat) {
     const auto first = rig.read("stream-0.1.wav", wire::PcmFormat::S16, 48000, 2);
     EXPECT_EQ(first.size(), 14400u * 4);
     EXPECT_FALSE(sig16.compare(first, 0));
+    // Timing sidecars follow their WAVs: each PREPARE's runs, counted in file frames.
+    std::ifstream t1(rig.dir / "stream-0.1.timing.csv");
+    std::string all((std::istreambuf_iterator<char>(t1)), {});
+    EXPECT_NE(all.find("# prepare: rate 48000, frames 4800\n0,"), std::string::npos) << all;
+    EXPECT_NE(all.find("# prepare: rate 48000, frames 9600\n4800,"), std::string::npos) << all;
+    EXPECT_TRUE(std::filesystem::exists(rig.dir / "stream-0.timing.csv"));
     const auto second = rig.read("stream-0.wav", wire::PcmFormat::S24, 96000, 6);
     EXPECT_EQ(second.size(), 9600u * 24);
     EXPECT_FALSE(sig24.compare(second, 0));

@@ -3,16 +3,36 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
+
 namespace vsnd::backends {
 namespace {
 
+// Writes the frames, and at the end of the stream a timing sidecar next to the WAV: one line per
+// run of continuous playback, "first frame,CLOCK_MONOTONIC ns when it was played"; the frames
+// after it followed at the stream rate. With it, anything logged against CLOCK_MONOTONIC can be
+// compared with when the audio was really played.
 class WavSink final : public FrameSink {
 public:
-    explicit WavSink(std::unique_ptr<WavFileWriter> w) : writer_(std::move(w)) {}
+    WavSink(std::unique_ptr<WavFileWriter> w, std::shared_ptr<const PlaybackRecord> rec, std::filesystem::path timing,
+            std::uint64_t first_frame)
+        : writer_(std::move(w)), record_(std::move(rec)), timing_(std::move(timing)), first_frame_(first_frame) {}
+    ~WavSink() override {
+        std::FILE* f = std::fopen(timing_.c_str(), "a");
+        if (!f) return;
+        std::fprintf(f, "# prepare: rate %u, frames %llu\n", record_->rate, static_cast<unsigned long long>(record_->frames));
+        for (const auto& run : record_->runs)
+            std::fprintf(f, "%llu,%lld\n", static_cast<unsigned long long>(first_frame_ + run.frames),
+                         static_cast<long long>(run.when));
+        std::fclose(f);
+    }
     void played(std::span<const std::uint8_t> frames) override { writer_->write(frames); }
 
 private:
     std::unique_ptr<WavFileWriter> writer_;
+    std::shared_ptr<const PlaybackRecord> record_;
+    std::filesystem::path timing_;
+    std::uint64_t first_frame_; // frames already in the file when this PREPARE began
 };
 
 class WavSource final : public FrameSource {
@@ -25,6 +45,11 @@ private:
     device::StreamFormat fmt_;
 };
 
+std::uint64_t wav_frames(const std::filesystem::path& p) {
+    auto r = WavFileReader::open(p);
+    return r ? (*r)->frames() : 0;
+}
+
 } // namespace
 
 WavBackend::WavBackend(const Clock& clock, std::filesystem::path output_dir, std::filesystem::path capture_file,
@@ -33,6 +58,10 @@ WavBackend::WavBackend(const Clock& clock, std::filesystem::path output_dir, std
 
 std::filesystem::path WavBackend::output_path(std::uint32_t stream_id) const {
     return output_dir_ / fmt::format("stream-{}.wav", stream_id);
+}
+
+std::filesystem::path WavBackend::timing_path(std::uint32_t stream_id) const {
+    return output_dir_ / fmt::format("stream-{}.timing.csv", stream_id);
 }
 
 std::shared_ptr<const PlaybackRecord> WavBackend::record(std::uint32_t stream_id) const {
@@ -53,10 +82,14 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
                 if (std::filesystem::exists(older)) continue;
                 std::error_code ec;
                 std::filesystem::rename(path, older, ec);
+                if (!ec && std::filesystem::exists(timing_path(stream_id)))
+                    std::filesystem::rename(timing_path(stream_id),
+                                            output_dir_ / fmt::format("stream-{}.{}.timing.csv", stream_id, k), ec);
                 if (ec) return Unexpected{fmt::format("cannot keep {}: {}", path.string(), ec.message())};
                 break;
             }
         }
+        const std::uint64_t already = std::filesystem::exists(path) ? wav_frames(path) : 0;
         auto w = WavFileWriter::open(path, fmt, true);
         if (!w) return Unexpected{w.error()};
         auto rec = std::make_shared<PlaybackRecord>(fmt.rate, fmt.frame_bytes(), timing_.rate_ratio, false);
@@ -65,7 +98,8 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
             records_[stream_id] = rec;
         }
         return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(
-            clock_, fmt, timing_, std::make_unique<WavSink>(std::move(w).value()), nullptr, rec));
+            clock_, fmt, timing_,
+            std::make_unique<WavSink>(std::move(w).value(), rec, timing_path(stream_id), already), nullptr, rec));
     }
     if (capture_file_.empty()) return Unexpected{std::string("no capture file configured")};
     auto r = WavFileReader::open(capture_file_);

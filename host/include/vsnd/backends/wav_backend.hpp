@@ -20,6 +20,9 @@ public:
     Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t stream_id,
                                                                        const device::StreamFormat& fmt) override;
     std::filesystem::path output_path(std::uint32_t stream_id) const;
+    // stream-N.timing.csv: per run of continuous playback, its first frame (counted in the WAV
+    // file) and the CLOCK_MONOTONIC instant it was played. Written when the stream is released.
+    std::filesystem::path timing_path(std::uint32_t stream_id) const;
     // When each frame of the stream's latest PREPARE..RELEASE was played.
     std::shared_ptr<const PlaybackRecord> record(std::uint32_t stream_id) const;
 
