@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""VM regression tests: a Linux 6.12 guest in QEMU 10 plays and records through vsnd-host.
+
+Each case boots the test guest (vm-images/run-vm) against `vhost-user-snd-pci` backed by
+vsnd-host with the WAV backend, runs vsnd-guest-agent or aplay/arecord inside, and checks on the
+host what was really played or recorded, sample by sample (vsnd-wav-tool compare).
+
+    regression.py CASE --build-dir build/default      (CASE: see CASES below; "all" runs each)
+"""
+import argparse
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_VM = os.path.join(ROOT, "vm-images", "run-vm")
+
+
+class Failure(Exception):
+    pass
+
+
+class Env:
+    def __init__(self, build_dir, work):
+        self.build = os.path.abspath(build_dir)
+        self.host = os.path.join(self.build, "host", "vhost_user", "vsnd-host")
+        self.wav_tool = os.path.join(self.build, "host", "vsnd-wav-tool")
+        self.guest_bin = os.path.join(self.build, "guest")
+        self.work = work
+        self.share = os.path.join(work, "share")
+        self.out = os.path.join(work, "out")
+        self.sock = os.path.join(work, "vsnd.sock")
+        os.makedirs(self.share, exist_ok=True)
+        os.makedirs(self.out, exist_ok=True)
+        for tool in (self.host, self.wav_tool, os.path.join(self.guest_bin, "vsnd-guest-agent")):
+            if not os.access(tool, os.X_OK):
+                raise Failure(f"missing {tool}: build the default preset first")
+
+    def host_cmd(self, *extra):
+        args = [self.host, "--socket", self.sock, "--backend", "wav", "--wav-dir", self.out, *extra]
+        return " ".join(args)
+
+    def run_vm(self, guest_cmd, host_args=(), timeout=120, backend=True, check=True):
+        """Boots the guest against vsnd-host (started and stopped by run-vm) and runs guest_cmd."""
+        cmd = [RUN_VM, "-q", "--guest-bin", self.guest_bin, "--share", self.share,
+               "--sound", f"vhost-user:{self.sock}", "--timeout", str(timeout)]
+        if backend:
+            cmd += ["--backend-cmd", self.host_cmd(*host_args),
+                    "--backend-log", os.path.join(self.work, "vsnd-host.log")]
+        cmd += ["--", guest_cmd]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if check and p.returncode != 0:
+            raise Failure(f"guest command failed ({p.returncode}): {guest_cmd}\n{p.stdout[-3000:]}")
+        return p
+
+    def compare(self, a, b, prefix=False):
+        args = [self.wav_tool, "compare", a, b] + (["--prefix"] if prefix else [])
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            raise Failure(f"{os.path.basename(a)} vs {os.path.basename(b)}: {p.stdout.strip()}")
+        return p.stdout.strip()
+
+
+def agent_play(args, out_wav, mode="play"):
+    return f"vsnd-guest-agent {mode} --signal ramp {args} --out-wav {out_wav}"
+
+
+# ---- cases ---------------------------------------------------------------------------------------
+
+def case_topology(env):
+    """The guest sees the configured card: 2 playback and 1 capture substreams, formats, rates."""
+    p = env.run_vm("cat /proc/asound/cards; cat /proc/asound/card0/pcm0p/info; cat /proc/asound/card0/pcm0c/info",
+                   host_args=("--streams", "out:2,in:1"))
+    text = p.stdout
+    for needle in ("virtio-snd", "stream: PLAYBACK", "subdevices_count: 2", "stream: CAPTURE", "subdevices_count: 1"):
+        if needle not in text:
+            raise Failure(f"'{needle}' not in the guest's /proc/asound:\n{text}")
+    print("card: " + text.splitlines()[0].strip())
+
+
+def case_playback(env):
+    """aplay and the agent play a known signal; the host WAV holds exactly it, nothing lost at stop."""
+    env.run_vm(agent_play("--seconds 2 --log /mnt/share/log.csv", "/mnt/share/ref.wav"))
+    print("agent: " + env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav")))
+    # aplay of a WAV file (it pads its last chunk with silence: the host WAV starts with the file).
+    src = os.path.join(env.share, "signal.wav")
+    subprocess.run([env.wav_tool, "gen", src, "--format", "S16", "--rate", "44100", "--frames", "44100"], check=True)
+    shutil.rmtree(env.out)
+    os.makedirs(env.out)
+    env.run_vm("aplay -q -D hw:0,0 /mnt/share/signal.wav")
+    print("aplay: " + env.compare(os.path.join(env.out, "stream-0.wav"), src, prefix=True))
+
+
+def case_capture(env):
+    """arecord and the agent record a host WAV; the guest's recording is exactly its start."""
+    src = os.path.join(env.work, "capture.wav")
+    subprocess.run([env.wav_tool, "gen", src, "--format", "S16", "--frames", str(48000 * 3)], check=True)
+    env.run_vm("vsnd-guest-agent record --frames 48000 --out-wav /mnt/share/rec.wav && "
+               "arecord -q -D hw:0,0 -f S16_LE -r 48000 -c 2 -s 24000 /mnt/share/arecord.wav",
+               host_args=("--capture-wav", src))
+    print("agent: " + env.compare(src, os.path.join(env.share, "rec.wav"), prefix=True))
+    print("arecord: " + env.compare(src, os.path.join(env.share, "arecord.wav"), prefix=True))
+
+
+def case_pause(env):
+    """Pause/resume in the middle (messages in flight) loses nothing."""
+    env.run_vm(agent_play("--seconds 2 --pause-ms 300", "/mnt/share/ref.wav", mode="pause"))
+    print("pause: " + env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav")))
+
+
+def case_cycles(env):
+    """100 open/prepare/start/stop/close cycles, then a clean bit-exact playback in the same boot."""
+    t = time.monotonic()
+    env.run_vm("vsnd-guest-agent cycles 100 --period 480 --periods 4 && " + agent_play(
+        "--seconds 1 --period 480 --periods 4", "/mnt/share/ref.wav"))
+    # The cycles left partial audio in the WAV first; the last run's frames end it exactly.
+    print(f"cycles: 100 done in {time.monotonic() - t:.1f} s")
+    ref = os.path.join(env.share, "ref.wav")
+    tail = os.path.join(env.work, "tail.wav")
+    with wave.open(ref) as w:
+        frames = w.getnframes()
+    # Cut the host WAV's last `frames` frames and compare them with the reference.
+    with open(os.path.join(env.out, "stream-0.wav"), "rb") as f:
+        data = f.read()
+    cut_wav(data, frames, tail)
+    print("after cycles: " + env.compare(ref, tail))
+
+
+def cut_wav(data, frames, out_path):
+    """Writes the last `frames` frames of a PCM WAV (as bytes) to out_path."""
+    w = wave.open(io.BytesIO(data))
+    n = w.getnframes()
+    w.setpos(n - frames)
+    pcm = w.readframes(frames)
+    with wave.open(out_path, "wb") as o:
+        o.setnchannels(w.getnchannels())
+        o.setsampwidth(w.getsampwidth())
+        o.setframerate(w.getframerate())
+        o.writeframes(pcm)
+
+
+SWEEP = ([("S16_LE", r, 2) for r in (8000, 11025, 16000, 22050, 32000, 44100, 64000, 88200, 96000, 176400, 192000)]
+         + [(f, 48000, c) for f in ("S16_LE", "S24_LE", "S32_LE", "FLOAT_LE") for c in (1, 2, 6, 8)])
+
+
+def case_sweep(env):
+    """Every rate 8–192 kHz (S16 stereo) and every format × 1, 2, 6, 8 channels (48 kHz), bit-exact."""
+    lines = []
+    for i, (fmt, rate, ch) in enumerate(SWEEP):
+        period = max(rate // 100, 64)
+        lines.append(agent_play(f"--format {fmt} --rate {rate} --channels {ch} --period {period} --periods 4 "
+                                f"--seconds 0.2", f"/mnt/share/ref-{i}.wav"))
+    env.run_vm(" && ".join(lines), timeout=300)
+    # The WAV backend starts a new file per format and keeps the old ones: stream-0.1.wav, .2, ...
+    for i in range(len(SWEEP)):
+        host = os.path.join(env.out, "stream-0.wav" if i == len(SWEEP) - 1 else f"stream-0.{i + 1}.wav")
+        try:
+            env.compare(os.path.join(env.share, f"ref-{i}.wav"), host)
+        except Failure as e:
+            raise Failure(f"{SWEEP[i]}: {e}")
+    print(f"sweep: {len(SWEEP)} formats/rates/channel counts bit-exact")
+
+
+def case_reconnect(env):
+    """QEMU killed mid-stream: vsnd-host keeps running, and a new QEMU plays through it again."""
+    log = open(os.path.join(env.work, "vsnd-host.log"), "w")
+    host = subprocess.Popen(env.host_cmd().split(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(100):
+            if os.path.exists(env.sock):
+                break
+            time.sleep(0.05)
+        # run-vm's timeout kills QEMU 3 s into a 20 s playback.
+        first = env.run_vm(agent_play("--seconds 20", "/mnt/share/ref0.wav"), backend=False, timeout=12, check=False)
+        if first.returncode != 124:
+            raise Failure(f"expected the first guest to be killed by the timeout, got {first.returncode}")
+        if host.poll() is not None:
+            raise Failure("vsnd-host ended when QEMU was killed")
+        os.rename(os.path.join(env.out, "stream-0.wav"), os.path.join(env.work, "killed.wav"))
+        env.run_vm(agent_play("--seconds 1", "/mnt/share/ref.wav"), backend=False)
+        print("after reconnect: " + env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav")))
+        if host.poll() is not None:
+            raise Failure("vsnd-host ended")
+    finally:
+        host.send_signal(signal.SIGTERM)
+        try:
+            host.wait(5)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        log.close()
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("case", choices=sorted(CASES) + ["all"])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "default"))
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    failed = 0
+    for name in sorted(CASES) if args.case == "all" else [args.case]:
+        work = tempfile.mkdtemp(prefix=f"vsnd-vm-{name}-")
+        t = time.monotonic()
+        try:
+            CASES[name](Env(args.build_dir, work))
+            print(f"PASS {name} ({time.monotonic() - t:.1f} s)")
+        except Failure as e:
+            failed += 1
+            print(f"FAIL {name}: {e}\n  (work dir kept: {work})")
+            continue
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
