@@ -1,0 +1,236 @@
+// The vhost-user front-end with the driver model against an in-process backend server (WAV
+// backend, real time): playback bit-exact into the WAV file, capture bit-exact from one, a front-end
+// that vanishes mid-stream followed by a new one, and hostile front-ends the server survives.
+#include "support.hpp"
+
+#include "vsnd/driver/sound_driver.hpp"
+#include "vsnd/vhost_user/frontend.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace vsnd::test {
+namespace {
+
+using namespace vsnd::vhost_user;
+
+constexpr auto kFmt = wire::PcmFormat::S16;
+const driver::PcmConfig kCfg{kFmt, 48000, 2, 480, 4, 0}; // 10 ms periods
+
+// Plays frames [0, frames) of the signal; stops early (returning false) after `stop_after` frames
+// were written if given.
+::testing::AssertionResult play(driver::SoundDriver& drv, std::uint64_t frames,
+                                std::optional<std::uint64_t> stop_after = std::nullopt) {
+    auto& s = drv.stream(0);
+    if (auto r = s.set_params(kCfg); !r) return ::testing::AssertionFailure() << r.error().message;
+    if (auto r = s.prepare(); !r) return ::testing::AssertionFailure() << r.error().message;
+    audio::TestSignal sig(kFmt, 2);
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    std::uint64_t written = 0;
+    bool started = false;
+    while (written < frames || s.in_flight()) {
+        if (stop_after && written >= *stop_after) return ::testing::AssertionSuccess();
+        if (written < frames && s.writable_bytes() >= buf.size()) {
+            sig.fill(buf, written);
+            written += s.write(buf) / s.frame_bytes();
+            if (!started && written >= 2 * kCfg.period_frames) {
+                if (auto r = s.start(); !r) return ::testing::AssertionFailure() << r.error().message;
+                started = true;
+            }
+            continue;
+        }
+        if (!drv.wait(kNanosPerSecond))
+            return ::testing::AssertionFailure() << "no interrupt for 1 s (written " << written << ", in flight "
+                                                 << s.in_flight() << ")";
+    }
+    if (auto r = s.stop(); !r) return ::testing::AssertionFailure() << r.error().message;
+    if (auto r = s.release(); !r) return ::testing::AssertionFailure() << r.error().message;
+    return ::testing::AssertionSuccess();
+}
+
+std::vector<std::uint8_t> read_wav(const std::filesystem::path& p) {
+    auto r = backends::WavFileReader::open(p);
+    if (!r) {
+        ADD_FAILURE() << r.error();
+        return {};
+    }
+    return (*r)->read_all({wire::Direction::Output, kFmt, 48000, 2, 0, 0});
+}
+
+TEST(VhostUserFrontend, NegotiatesLikeQemu) {
+    ServerRig rig;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    EXPECT_EQ((*fe)->backend_features(), 0x170000000u);
+    EXPECT_EQ((*fe)->protocol_features(), 0x209u);
+    EXPECT_EQ((*fe)->device_features(), 0x170000000u);
+    const auto cfg = wire::decode_config((*fe)->config());
+    ASSERT_TRUE(cfg);
+    EXPECT_EQ(cfg->streams, 2u);
+    EXPECT_TRUE(eventually([&] { return rig.on_server([&] { return rig.device.attached(); }); }));
+    auto bases = (*fe)->stop();
+    ASSERT_TRUE(bases) << bases.error();
+    EXPECT_EQ((*bases)[0], 0u);
+    EXPECT_FALSE(rig.on_server([&] { return rig.device.attached(); }));
+}
+
+TEST(VhostUserFrontend, PlaysOneSecondBitExactAndCaptures) {
+    ServerRig rig;
+    rig.write_capture(48000);
+    MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    ASSERT_EQ(drv.stream_count(), 2u);
+
+    const Nanos t0 = clock.now();
+    ASSERT_TRUE(play(drv, 48000));
+    const double took = static_cast<double>(clock.now() - t0) / 1e9;
+    EXPECT_GT(took, 0.95) << "playback must be paced in real time";
+    EXPECT_LT(took, 2.0);
+
+    // Capture 0.5 s from the WAV file. A longer ring than for playback: frames are lost (an
+    // overrun, not a transport fault) if this thread is descheduled for a whole ring.
+    auto& in = drv.stream(1);
+    ASSERT_TRUE(in.set_params({kFmt, 48000, 2, 1024, 8, 0}));
+    ASSERT_TRUE(in.prepare());
+    ASSERT_TRUE(in.start());
+    std::vector<std::uint8_t> got, buf(in.period_bytes());
+    while (got.size() < 24000 * 4) {
+        if (in.readable_bytes() == 0) {
+            ASSERT_TRUE(drv.wait(kNanosPerSecond)) << "capture stalled";
+            continue;
+        }
+        const auto n = in.read(buf);
+        got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    ASSERT_TRUE(in.stop());
+    ASSERT_TRUE(in.release());
+    EXPECT_EQ(drv.device_faults(), 0u);
+    EXPECT_EQ(rig.on_server([&] { return rig.device.stats(1).xruns; }), 0u);
+    const auto bad_capture = audio::TestSignal(kFmt, 2).compare(got, 0);
+    EXPECT_FALSE(bad_capture) << "capture: first wrong frame " << *bad_capture;
+
+    ASSERT_TRUE((*fe)->stop());
+    fe->reset();
+    ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; }));
+
+    const auto played = read_wav(rig.backend.output_path(0));
+    EXPECT_EQ(played.size(), 48000u * 4) << "nothing lost at stop (completion when played)";
+    const auto bad = audio::TestSignal(kFmt, 2).compare(played, 0);
+    EXPECT_FALSE(bad) << "first wrong frame " << *bad;
+    EXPECT_EQ(rig.log_sink->errors(), 0u) << rig.log_sink->dump();
+}
+
+TEST(VhostUserFrontend, FrontEndVanishingMidStreamThenANewOnePlays) {
+    ServerRig rig;
+    MonotonicClock clock;
+    {
+        auto fe = Frontend::connect(rig.socket);
+        ASSERT_TRUE(fe) << fe.error();
+        driver::SoundDriver drv(**fe, clock);
+        ASSERT_TRUE(drv.probe());
+        ASSERT_TRUE(play(drv, 48000, 14400)); // stop writing after 0.3 s; then the "VM" dies
+        EXPECT_TRUE(rig.on_server([&] { return rig.device.attached(); }));
+    }
+    ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; }));
+    EXPECT_FALSE(rig.on_server([&] { return rig.device.attached(); }));
+    // What the first one got played is a prefix of the signal.
+    const auto partial = read_wav(rig.backend.output_path(0));
+    EXPECT_LE(partial.size(), 14400u * 4);
+    EXPECT_FALSE(audio::TestSignal(kFmt, 2).compare(partial, 0));
+    std::filesystem::remove(rig.backend.output_path(0));
+
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    ASSERT_TRUE(play(drv, 24000));
+    ASSERT_TRUE((*fe)->stop());
+    fe->reset();
+    ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 2; }));
+    const auto played = read_wav(rig.backend.output_path(0));
+    EXPECT_EQ(played.size(), 24000u * 4);
+    EXPECT_FALSE(audio::TestSignal(kFmt, 2).compare(played, 0));
+    EXPECT_EQ(rig.server.connections_accepted(), 2u);
+}
+
+TEST(VhostUserFrontend, ServerSurvivesHostileFrontEnds) {
+    ServerRig rig;
+    std::mt19937 rng(42);
+    // 1: random garbage.
+    {
+        auto p = RawPeer::connect(rig.socket);
+        std::vector<std::uint8_t> junk(4096);
+        for (auto& b : junk) b = static_cast<std::uint8_t>(rng());
+        p.send_bytes(junk);
+        EXPECT_TRUE(p.closed_by_peer());
+    }
+    // 2: a valid handshake, then a ring outside memory.
+    {
+        auto p = RawPeer::connect(rig.socket);
+        ASSERT_TRUE(p.send(Request::GetFeatures, 1, {}));
+        EXPECT_EQ(p.read(20).size(), 20u);
+        ASSERT_TRUE(p.send(Request::SetVringNum, 1, encode(VringState{0, 64})));
+        ASSERT_TRUE(p.send(Request::SetVringAddr, 1, encode(VringAddr{0, 0, 0x1000, 0x2000, 0x3000, 0})));
+        EXPECT_TRUE(p.closed_by_peer());
+    }
+    // 3: fds with a request that takes none, then a peer that never reads its replies.
+    {
+        auto p = RawPeer::connect(rig.socket);
+        auto fd = make_eventfd();
+        ASSERT_TRUE(p.send(Request::GetQueueNum, 1, {}, {fd.get(), fd.get(), fd.get()}));
+        EXPECT_TRUE(p.closed_by_peer());
+    }
+    {
+        auto p = RawPeer::connect(rig.socket);
+        const auto m = encode_message(Request::GetFeatures, 1, {});
+        std::vector<std::uint8_t> many;
+        for (int i = 0; i < 20000; ++i) many.insert(many.end(), m.begin(), m.end());
+        std::thread writer([&] { p.send_bytes(many); }); // blocks once both directions fill up
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        ::shutdown(p.fd(), SHUT_RDWR);
+        writer.join();
+    }
+    // 4: a half message, then silence and disconnect.
+    {
+        auto p = RawPeer::connect(rig.socket);
+        const auto m = encode_message(Request::SetFeatures, 1, encode_u64(0x100000000));
+        p.send_bytes(std::span(m).first(10));
+    }
+    ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 5; })) << rig.log_sink->dump();
+    EXPECT_GE(rig.log_sink->count("closed: malformed message", spdlog::level::err), 2u) << rig.log_sink->dump();
+
+    // And a proper front-end still gets a working device.
+    MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    ASSERT_TRUE(play(drv, 9600));
+    EXPECT_EQ(rig.server.connections_accepted(), 6u);
+}
+
+TEST(VhostUserFrontend, FrontEndNoticesTheBackendGoing) {
+    ServerRig rig;
+    MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    rig.stop();
+    for (int i = 0; i < 10 && (*fe)->wait_interrupt(kNanosPerSecond);) ++i; // interrupts still pending
+    EXPECT_TRUE((*fe)->backend_gone());
+    EXPECT_FALSE((*fe)->stop());
+}
+
+TEST(VhostUserFrontend, ConnectFailsCleanlyWithoutABackend) {
+    auto fe = Frontend::connect("/nonexistent/vsnd.sock");
+    ASSERT_FALSE(fe);
+    EXPECT_NE(fe.error().find("connect"), std::string::npos);
+}
+
+} // namespace
+} // namespace vsnd::test
