@@ -164,6 +164,27 @@ TEST(Playback, DeviceWakingLateLosesNothing) {
     }
 }
 
+// Linux ignores latency_bytes before START and while paused: a hand-off completion then would
+// advance its position by a period the listener has not heard. They wait for START.
+TEST(Playback, ConsumedPolicyCompletesOnlyWhileRunning) {
+    RigOptions o;
+    o.policy = device::CompletionPolicy::Consumed;
+    SimRig rig(o);
+    rig.probe();
+    auto& s = rig.driver.stream(0);
+    ASSERT_TRUE(s.set_params(config(PcmFormat::S16, 48000, 2)));
+    ASSERT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes() * 2);
+    ASSERT_EQ(s.write(buf), buf.size());
+    rig.link.run_until(rig.clock.now() + 100'000'000);
+    EXPECT_EQ(s.in_flight(), 2u) << "pre-fill copied, but not completed before START";
+    ASSERT_TRUE(s.start());
+    while (s.in_flight()) ASSERT_TRUE(rig.driver.wait(kNanosPerSecond));
+    EXPECT_EQ(s.periods_completed(), 2u);
+    ASSERT_TRUE(s.stop());
+    ASSERT_TRUE(s.release());
+}
+
 TEST(Playback, ReleaseCompletesPendingMessagesBeforeReplying) {
     SimRig rig;
     rig.probe();

@@ -447,6 +447,9 @@ void SoundDevice::pump_output(Stream& s) {
         auto& io = s.pending.front();
         const std::uint64_t end = io.start + io.payload;
         if (policy_ == CompletionPolicy::Played && end > audible) break;
+        // On hand-off, complete only while running: Linux ignores latency_bytes until START and
+        // while paused, so a pre-fill completion would move its position ahead of the audio.
+        if (policy_ == CompletionPolicy::Consumed && s.state != PcmState::Started) break;
         // latency_bytes: completed bytes not yet audible. Linux sets runtime->delay to it and adds
         // the bytes it has not seen completed, so later messages must not be counted here.
         complete_io(s, QueueIndex::Tx, io, Status::Ok, clamp_u32(end - std::min(end, audible)));

@@ -26,7 +26,8 @@ inline constexpr unsigned kQueueCount = 4;
 // When a tx message is returned to the driver.
 enum class CompletionPolicy {
     Played,   // when its last frame is audible; latency_bytes = what is still not audible (≈ 0)
-    Consumed, // when it has been copied to the backend; latency_bytes = all bytes not yet audible
+    Consumed, // when it has been copied to the backend (and the stream runs); latency_bytes =
+              // bytes of completed messages not yet audible
 };
 
 struct StreamStats {
