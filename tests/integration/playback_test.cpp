@@ -177,6 +177,7 @@ TEST(Playback, ConsumedPolicyCompletesOnlyWhileRunning) {
     std::vector<std::uint8_t> buf(s.period_bytes() * 2);
     ASSERT_EQ(s.write(buf), buf.size());
     rig.link.run_until(rig.clock.now() + 100'000'000);
+    rig.driver.process_interrupts();
     EXPECT_EQ(s.in_flight(), 2u) << "pre-fill copied, but not completed before START";
     ASSERT_TRUE(s.start());
     while (s.in_flight()) ASSERT_TRUE(rig.driver.wait(kNanosPerSecond));
