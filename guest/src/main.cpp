@@ -2,12 +2,15 @@
 // logs per-period timing so the host can judge the virtio-sound device. See guest/README.md.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <exception>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -16,11 +19,14 @@
 #include <CLI/CLI.hpp>
 
 #include "audio_format.hpp"
+#include "host_clock.hpp"
 #include "pcm.hpp"
 #include "wav.hpp"
 
 namespace vsnd::guest {
 namespace {
+
+constexpr std::uint64_t kClockSampleNs = 10'000'000;  // host-clock pairs every 10 ms
 
 struct Options {
     std::string device = "hw:0,0";
@@ -39,6 +45,9 @@ struct Options {
     std::optional<std::uint64_t> pause_at;
     unsigned pause_ms = 500;
     unsigned cycles = 0;
+    std::string host_clock;        // "" = none, "auto" = ivshmem device, or a path
+    unsigned poll_status_us = 0;   // 0 = no status poller
+    double interval_ms = 10;       // clock-check
 };
 
 // Events are kept in memory and written at the end so that file I/O (9p in the guest) cannot
@@ -49,22 +58,43 @@ public:
 
     // Timestamp taken right after the delay query it is paired with.
     void add(const char* event, std::int64_t index, std::uint64_t frames, std::optional<snd_pcm_sframes_t> delay) {
-        rows_.push_back({event, index, frames, delay, monotonic_ns()});
+        add_at(event, index, frames, delay, monotonic_ns());
     }
     void add_at(const char* event, std::int64_t index, std::uint64_t frames, std::optional<snd_pcm_sframes_t> delay,
-                std::uint64_t ns) {
-        rows_.push_back({event, index, frames, delay, ns});
+                std::uint64_t ns, std::optional<std::uint64_t> tstamp = std::nullopt) {
+        rows_.push_back({event, index, frames, delay, ns, std::nullopt, tstamp});
     }
     [[nodiscard]] std::uint64_t last_ns() const { return rows_.empty() ? 0 : rows_.back().ns; }
+    [[nodiscard]] std::size_t size() const { return rows_.size(); }
+
+    // Rows of another log (another thread's), merged in time order.
+    void merge(const EventLog& other) {
+        rows_.insert(rows_.end(), other.rows_.begin(), other.rows_.end());
+        std::stable_sort(rows_.begin(), rows_.end(), [](const Row& a, const Row& b) { return a.ns < b.ns; });
+    }
+
+    // With host-clock pairs (HostClockSampler): every row gets host_ns, the host's CLOCK_MONOTONIC
+    // at its mono_ns, and the pairs themselves become "clock" rows.
+    void add_host_times(const std::vector<HostClock::Pair>& pairs) {
+        for (Row& r : rows_) r.host = HostClockSampler::host_at(pairs, r.ns);
+        for (std::size_t i = 0; i < pairs.size(); ++i)
+            rows_.push_back({"clock", static_cast<std::int64_t>(i), pairs[i].width_ns, std::nullopt, pairs[i].guest_ns,
+                             pairs[i].host_ns, std::nullopt});
+        std::stable_sort(rows_.begin(), rows_.end(), [](const Row& a, const Row& b) { return a.ns < b.ns; });
+    }
 
     void write(const std::string& path) const {
         std::ofstream out(path, std::ios::trunc);
         if (!out) throw std::runtime_error(path + ": cannot create");
-        out << "event,index,frames,delay,mono_ns\n";
+        out << "event,index,frames,delay,mono_ns,host_ns,tstamp_ns\n";
         for (const Row& r : rows_) {
             out << r.event << ',' << r.index << ',' << r.frames << ',';
             if (r.delay) out << *r.delay;
-            out << ',' << r.ns << '\n';
+            out << ',' << r.ns << ',';
+            if (r.host) out << *r.host;
+            out << ',';
+            if (r.tstamp) out << *r.tstamp;
+            out << '\n';
         }
         out.close();
         if (!out) throw std::runtime_error(path + ": write failed");
@@ -77,8 +107,78 @@ private:
         std::uint64_t frames;
         std::optional<snd_pcm_sframes_t> delay;
         std::uint64_t ns;
+        std::optional<std::uint64_t> host;
+        std::optional<std::uint64_t> tstamp;
     };
     std::vector<Row> rows_;
+};
+
+void sleep_until_ns(std::uint64_t t) {
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(t / 1'000'000'000u);
+    ts.tv_nsec = static_cast<long>(t % 1'000'000'000u);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+}
+
+// Polls snd_pcm_status() from its own thread while the main thread blocks in writes and in the
+// drain, and logs an "hw" row whenever the hardware position moved: the completion instants.
+// Row: frames = hw position, delay = the driver's runtime delay (so frames - delay is the played
+// position the guest reports, as for the other rows), mono_ns = time of the poll, tstamp_ns =
+// the kernel's timestamp of the hw_ptr update (the completion instant as the guest saw it).
+class StatusPoller {
+public:
+    StatusPoller(Pcm& pcm, unsigned interval_us) : pcm_(pcm), interval_ns_(interval_us * 1000ull) {
+        thread_ = std::thread([this] { run(); });
+    }
+    ~StatusPoller() { stop(); }
+    StatusPoller(const StatusPoller&) = delete;
+    StatusPoller& operator=(const StatusPoller&) = delete;
+
+    void stop() {
+        stop_.store(true);
+        if (thread_.joinable()) thread_.join();
+    }
+    [[nodiscard]] const EventLog& log() const { return log_; }
+    [[nodiscard]] const std::string& error() const { return error_; }
+    [[nodiscard]] std::uint64_t polls() const { return polls_; }
+    [[nodiscard]] std::uint64_t max_gap_ns() const { return max_gap_ns_; }
+
+private:
+    void run() {
+        std::uint64_t last_hw = 0;
+        std::int64_t index = 0;
+        std::uint64_t next = monotonic_ns();
+        std::uint64_t prev = 0;
+        try {
+            while (!stop_.load()) {
+                const PcmStatus st = pcm_.status();
+                if (prev) max_gap_ns_ = std::max(max_gap_ns_, st.now_ns - prev);
+                prev = st.now_ns;
+                ++polls_;
+                const bool running = st.state == SND_PCM_STATE_RUNNING || st.state == SND_PCM_STATE_DRAINING;
+                if (running && st.hw_frames != last_hw) {
+                    log_.add_at("hw", index++, st.hw_frames, st.runtime_delay(pcm_.buffer()), st.now_ns, st.tstamp_ns);
+                    last_hw = st.hw_frames;
+                }
+                next += interval_ns_;
+                const std::uint64_t now = monotonic_ns();
+                if (next < now) next = now;  // fell behind: do not burst
+                sleep_until_ns(next);
+            }
+        } catch (const std::exception& e) {
+            error_ = e.what();
+        }
+    }
+
+    Pcm& pcm_;
+    std::uint64_t interval_ns_;
+    EventLog log_;
+    std::atomic<bool> stop_{false};
+    std::string error_;
+    std::uint64_t polls_ = 0;
+    std::uint64_t max_gap_ns_ = 0;
+    std::thread thread_;
 };
 
 StreamFormat stream_format(const Options& o) {
@@ -151,6 +251,19 @@ void play(const Options& o, EventLog& log, bool with_pause) {
     std::int64_t index = 0;
     bool started = false;
     std::uint64_t start_ns = 0;
+    std::unique_ptr<StatusPoller> poller;
+    // However play() ends, the poller stops before the PCM is closed and its rows are kept.
+    struct PollerGuard {
+        std::unique_ptr<StatusPoller>& p;
+        EventLog& log;
+        ~PollerGuard() { finish(); }
+        void finish() {
+            if (!p) return;
+            p->stop();
+            log.merge(p->log());
+            p.reset();
+        }
+    } guard{poller, log};
     while (written < total) {
         const auto n = static_cast<snd_pcm_uframes_t>(std::min<std::uint64_t>(pcm.period(), total - written));
         pcm.write(data.data() + written * fb, n);
@@ -162,6 +275,7 @@ void play(const Options& o, EventLog& log, bool with_pause) {
             log.add("start", index, written, pcm.delay());
             start_ns = log.last_ns();
             started = true;
+            if (o.poll_status_us) poller = std::make_unique<StatusPoller>(pcm, o.poll_status_us);
         }
         if (started && !paused_once && written >= pause_at) {
             pcm.pause(true);
@@ -177,11 +291,25 @@ void play(const Options& o, EventLog& log, bool with_pause) {
     pcm.drain();
     const std::uint64_t drain_ns = monotonic_ns();
     log.add_at("drain_return", index, written, std::nullopt, drain_ns);
+    std::string poll_note;
+    if (poller) {
+        poller->stop();  // before reading its counters
+        const std::uint64_t polls = poller->polls(), max_gap = poller->max_gap_ns();
+        const std::size_t before = log.size();
+        const std::string err = poller->error();
+        guard.finish();
+        if (!err.empty()) throw AlsaError("status poller: " + err);
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%s: status poller: %" PRIu64 " polls, %zu hw position changes, longest gap %.2f ms\n",
+                      mode, polls, log.size() - before, static_cast<double>(max_gap) / 1e6);
+        poll_note = buf;
+    }
     pcm.close();
 
     const double expected = static_cast<double>(total) / fmt.rate + (with_pause ? o.pause_ms / 1000.0 : 0.0);
     std::printf("%s: start->drain_return %.3f s (signal %.3f s%s)\n", mode, seconds_between(start_ns, drain_ns),
                 expected, with_pause ? " incl. pause" : "");
+    std::fputs(poll_note.c_str(), stdout);
     if (!o.wav_out.empty()) write_wav(o.wav_out, fmt, data);
 }
 
@@ -243,6 +371,87 @@ void cycles(const Options& o, EventLog& log) {
                     seconds_between(t_begin, monotonic_ns()), ms.front(), ms[ms.size() / 2], ms.back());
 }
 
+// How well the guest can read the host's clock: pairs of (guest, host) time every interval.
+void clock_check(const Options& o) {
+    const HostClock hc = HostClock::open(o.host_clock.empty() ? "auto" : o.host_clock);
+    const double seconds = o.seconds.value_or(10.0);
+    const auto interval = static_cast<std::uint64_t>(o.interval_ms * 1e6);
+    const auto n = static_cast<std::size_t>(seconds * 1e9 / static_cast<double>(interval)) + 1;
+    std::printf("clock-check: host clock at %s, published every %.1f us; %zu samples over %.1f s\n", hc.where().c_str(),
+                static_cast<double>(hc.period_ns()) / 1e3, n, seconds);
+    struct Sample {
+        HostClock::Pair a, b, e;
+    };
+    std::vector<Sample> v;
+    v.reserve(n);
+    std::uint64_t cost = monotonic_ns();
+    for (int i = 0; i < 1000; ++i) (void)monotonic_ns();
+    cost = (monotonic_ns() - cost) / 1001;
+    std::printf("clock-check: one guest clock_gettime(CLOCK_MONOTONIC) takes %.2f us\n", static_cast<double>(cost) / 1e3);
+    const std::uint64_t t0 = monotonic_ns();
+    for (std::size_t i = 0; i < n; ++i) {
+        sleep_until_ns(t0 + i * interval);
+        Sample smp{};
+        smp.a = hc.read_plain();
+        smp.b = hc.read_plain();
+        smp.e = hc.read_edge();
+        v.push_back(smp);
+    }
+    if (!o.log_path.empty()) {
+        std::ofstream out(o.log_path, std::ios::trunc);
+        out << "index,guest_plain,host_plain,guest_plain2,host_plain2,guest_edge,host_edge,edge_wait_ns,edge_width_ns,edge\n";
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            const Sample& x = v[i];
+            out << i << ',' << x.a.guest_ns << ',' << x.a.host_ns << ',' << x.b.guest_ns << ',' << x.b.host_ns << ','
+                << x.e.guest_ns << ',' << x.e.host_ns << ',' << x.e.wait_ns << ',' << x.e.width_ns << ','
+                << (x.e.edge ? 1 : 0) << '\n';
+        }
+        if (!out) throw std::runtime_error(o.log_path + ": write failed");
+    }
+    // Least-squares line host = a + b * guest through the edge pairs (centred to keep precision).
+    std::vector<const Sample*> edges;
+    for (const Sample& x : v)
+        if (x.e.edge) edges.push_back(&x);
+    if (edges.size() < 3) throw std::runtime_error("clock-check: too few edge-synchronised readings");
+    const double g0 = static_cast<double>(edges.front()->e.guest_ns), h0 = static_cast<double>(edges.front()->e.host_ns);
+    double sg = 0, sh = 0, sgg = 0, sgh = 0;
+    for (const Sample* x : edges) {
+        const double g = static_cast<double>(x->e.guest_ns) - g0, h = static_cast<double>(x->e.host_ns) - h0;
+        sg += g, sh += h, sgg += g * g, sgh += g * h;
+    }
+    const double m = static_cast<double>(edges.size());
+    const double slope = (m * sgh - sg * sh) / (m * sgg - sg * sg);
+    const double icpt = (sh - slope * sg) / m;
+    auto predict = [&](std::uint64_t guest) { return h0 + icpt + slope * (static_cast<double>(guest) - g0); };
+    auto quant = [](std::vector<double> x, double q) {
+        std::sort(x.begin(), x.end());
+        return x.empty() ? 0.0 : x[static_cast<std::size_t>(q * static_cast<double>(x.size() - 1))];
+    };
+    std::vector<double> resid, stale, wait, twice, width;
+    for (const Sample* x : edges) {
+        resid.push_back(std::fabs(static_cast<double>(x->e.host_ns) - predict(x->e.guest_ns)) / 1e3);
+        width.push_back(static_cast<double>(x->e.width_ns) / 1e3);
+    }
+    for (const Sample& x : v) {
+        stale.push_back((predict(x.a.guest_ns) - static_cast<double>(x.a.host_ns)) / 1e3);
+        twice.push_back(static_cast<double>(x.b.host_ns - x.a.host_ns) / 1e3);
+        wait.push_back(static_cast<double>(x.e.wait_ns) / 1e3);
+    }
+    const std::size_t same = static_cast<std::size_t>(std::count(twice.begin(), twice.end(), 0.0));
+    const double offset_ms = (h0 - g0) / 1e6;
+    std::printf("clock-check: host - guest offset %.3f ms; rate host/guest - 1 = %+.1f ppm (%+.3f ms over %.1f s)\n",
+                offset_ms, (slope - 1) * 1e6, (slope - 1) * seconds * 1e3, seconds);
+    std::printf("clock-check: edge pairs vs the fitted line: median %.2f us, p99 %.2f us, max %.2f us "
+                "(%zu of %zu waited out); bracket width median %.2f / max %.2f us\n",
+                quant(resid, 0.5), quant(resid, 0.99), quant(resid, 1.0), v.size() - edges.size(), v.size(),
+                quant(width, 0.5), quant(width, 1.0));
+    std::printf("clock-check: plain reads are older than the line by median %.1f us, p99 %.1f us, max %.1f us\n",
+                quant(stale, 0.5), quant(stale, 0.99), quant(stale, 1.0));
+    std::printf("clock-check: two plain reads in a row: same value %zu of %zu, step median %.1f / max %.1f us; "
+                "edge wait median %.1f / max %.1f us\n",
+                same, v.size(), quant(twice, 0.5), quant(twice, 1.0), quant(wait, 0.5), quant(wait, 1.0));
+}
+
 }  // namespace
 }  // namespace vsnd::guest
 
@@ -266,6 +475,9 @@ int main(int argc, char** argv) {
         sc->add_option("--signal", o.signal, "test signal: sine (1000+500*ch Hz, -6 dBFS), ramp (frame counter), silence")
             ->capture_default_str()
             ->check(CLI::IsMember(std::vector<std::string>{"sine", "ramp", "silence"}));
+        sc->add_option("--host-clock", o.host_clock,
+                       "log the host's CLOCK_MONOTONIC next to every row (host_ns): 'auto' = the ivshmem-plain "
+                       "device of run-vm --host-clock, or a sysfs PCI device dir / a file holding the page");
     };
     auto length_options = [&o](CLI::App* sc) {
         auto* s = sc->add_option("--seconds", o.seconds, "length in seconds (default 2)")->check(CLI::PositiveNumber);
@@ -294,6 +506,11 @@ int main(int argc, char** argv) {
     playback_options(pause_cmd);
     pause_cmd->add_option("--pause-at", o.pause_at, "pause after this many frames were written (default: half)");
     pause_cmd->add_option("--pause-ms", o.pause_ms, "pause duration")->capture_default_str();
+    for (auto* sc : {play_cmd, pause_cmd})
+        sc->add_option("--poll-status-us", o.poll_status_us,
+                       "from the start to the drain's return, poll snd_pcm_status every N us in a second thread "
+                       "and log an 'hw' row at every hardware position change (0 = off)")
+            ->capture_default_str();
 
     auto* record_cmd = app.add_subcommand("record", "record frames into a WAV file");
     stream_options(record_cmd);
@@ -304,12 +521,30 @@ int main(int argc, char** argv) {
     stream_options(cycles_cmd);
     cycles_cmd->add_option("count", o.cycles, "number of cycles")->required()->check(CLI::PositiveNumber);
 
+    auto* clock_cmd = app.add_subcommand("clock-check", "measure how well the guest reads the host's clock");
+    clock_cmd->add_option("--host-clock", o.host_clock, "'auto' (default) or a sysfs PCI device dir / page file");
+    clock_cmd->add_option("--seconds", o.seconds, "duration (default 10)")->check(CLI::PositiveNumber);
+    clock_cmd->add_option("--interval-ms", o.interval_ms, "sampling interval")->capture_default_str()->check(CLI::PositiveNumber);
+    clock_cmd->add_option("--log", o.log_path, "CSV of every sample");
+
     CLI11_PARSE(app, argc, argv);
 
     install_alsa_error_handler();
     EventLog log;
     int rc = 0;
+    std::optional<HostClock> host_clock;
+    std::optional<HostClockSampler> sampler;
     try {
+        if (*clock_cmd) {
+            clock_check(o);
+            return 0;
+        }
+        if (!o.host_clock.empty()) {
+            host_clock.emplace(HostClock::open(o.host_clock));
+            sampler.emplace(*host_clock, kClockSampleNs);
+            // a few pairs before the first event, so no row needs extrapolation at the start
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
         if (*play_cmd) play(o, log, false);
         if (*pause_cmd) play(o, log, true);
         if (*record_cmd) record(o, log);
@@ -318,6 +553,13 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         std::fprintf(stderr, "vsnd-guest-agent: error: %s\n", e.what());
         rc = 1;
+    }
+    if (sampler) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // pairs after the last event too
+        sampler->stop();
+        log.add_host_times(sampler->pairs());
+        std::printf("host clock: %zu (guest, host) pairs from %s, %" PRIu64 " readings dropped\n",
+                    sampler->pairs().size(), host_clock->where().c_str(), sampler->dropped());
     }
     // The log is written even after an error: the rows up to the failure are the interesting part.
     if (!o.log_path.empty()) {

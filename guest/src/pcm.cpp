@@ -85,6 +85,9 @@ void Pcm::configure() {
     check(snd_pcm_sw_params_set_avail_min(pcm_, sw.get(), period_), "set avail_min");
     check(snd_pcm_sw_params_set_start_threshold(pcm_, sw.get(), boundary), "set start threshold");
     check(snd_pcm_sw_params_set_stop_threshold(pcm_, sw.get(), buffer_), "set stop threshold");
+    // Timestamps in snd_pcm_status(): when the kernel last saw the hardware pointer move.
+    check(snd_pcm_sw_params_set_tstamp_mode(pcm_, sw.get(), SND_PCM_TSTAMP_ENABLE), "set tstamp mode");
+    check(snd_pcm_sw_params_set_tstamp_type(pcm_, sw.get(), SND_PCM_TSTAMP_TYPE_MONOTONIC), "set tstamp type");
     check(snd_pcm_sw_params(pcm_, sw.get()), "snd_pcm_sw_params");
 }
 
@@ -112,6 +115,31 @@ snd_pcm_sframes_t Pcm::delay() {
     snd_pcm_sframes_t d = 0;
     check(snd_pcm_delay(pcm_, &d), "snd_pcm_delay");
     return d;
+}
+
+PcmStatus Pcm::status() {
+    snd_pcm_status_t* st = nullptr;
+    snd_pcm_status_alloca(&st);
+    // Default audio timestamp config (COMPAT): for a driver without get_time_info (virtio_snd)
+    // the kernel reports the audio timestamp as (hw_ptr_wrap + hw_ptr) * 1e9 / rate, i.e. the
+    // unwrapped hardware position, and `htstamp` is updated only when that changes.
+    check(snd_pcm_status(pcm_, st), "snd_pcm_status");
+    PcmStatus r{};
+    r.now_ns = monotonic_ns();
+    r.state = snd_pcm_status_get_state(st);
+    r.delay = snd_pcm_status_get_delay(st);
+    r.avail = snd_pcm_status_get_avail(st);
+    snd_htimestamp_t ts{};
+    snd_pcm_status_get_htstamp(st, &ts);
+    r.tstamp_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+    snd_htimestamp_t audio{};
+    snd_pcm_status_get_audio_htstamp(st, &audio);
+    const std::uint64_t audio_ns =
+        static_cast<std::uint64_t>(audio.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(audio.tv_nsec);
+    // audio_ns = floor(frames * 1e9 / rate), so frames = ceil(audio_ns * rate / 1e9) exactly.
+    const unsigned __int128 scaled = static_cast<unsigned __int128>(audio_ns) * cfg_.format.rate;
+    r.hw_frames = static_cast<std::uint64_t>((scaled + 999'999'999u) / 1'000'000'000u);
+    return r;
 }
 
 void Pcm::write(const std::byte* data, snd_pcm_uframes_t frames) {

@@ -30,11 +30,27 @@ void install_alsa_error_handler();
 
 [[nodiscard]] std::uint64_t monotonic_ns();
 
+// One snd_pcm_status() snapshot (playback view), taken under the kernel's stream lock.
+struct PcmStatus {
+    snd_pcm_state_t state;
+    std::uint64_t hw_frames;    // frames the device has completed since the start (hw_ptr, unwrapped)
+    snd_pcm_sframes_t delay;    // snd_pcm_delay(): ring occupancy + the driver's runtime delay
+    snd_pcm_uframes_t avail;    // free space in the ring
+    std::uint64_t tstamp_ns;    // CLOCK_MONOTONIC when the kernel last saw hw_ptr move
+    std::uint64_t now_ns;       // CLOCK_MONOTONIC right after the call
+    // The driver's own delay (virtio: latency_bytes of the last completion, in frames): the part
+    // of `delay` that is not ring occupancy.
+    [[nodiscard]] snd_pcm_sframes_t runtime_delay(snd_pcm_uframes_t buffer) const {
+        return delay - static_cast<snd_pcm_sframes_t>(buffer - avail);
+    }
+};
+
 class Pcm {
 public:
     // Opens (blocking mode) and installs hw params (interleaved, exact format, rate, channels,
     // period size and count; leaves the PCM PREPARED) and sw params (avail_min = one period,
-    // start threshold = boundary so the stream only starts on start() or drain()).
+    // start threshold = boundary so the stream only starts on start() or drain(), timestamps on
+    // CLOCK_MONOTONIC).
     explicit Pcm(const PcmConfig& cfg);
     ~Pcm();
     Pcm(const Pcm&) = delete;
@@ -52,6 +68,10 @@ public:
     void drop();
     void close();
     [[nodiscard]] snd_pcm_sframes_t delay();
+    // Only valid while running or draining (hw_frames, delay and tstamp are 0 otherwise). Safe to
+    // call from a second thread while another blocks in write() or drain(): both are ioctls on
+    // the hw plugin, serialised by the kernel.
+    [[nodiscard]] PcmStatus status();
 
     // Blocking transfers of exactly `frames` frames; xruns and every other error throw.
     void write(const std::byte* data, snd_pcm_uframes_t frames);
