@@ -505,11 +505,17 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         consider(s.backend->next_wakeup());
         // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry):
         // if data can move right now, the device must not go to sleep.
+        // A paced card frees room continuously, so "some room" is almost always true: only room
+        // for a whole period (or for all that is left) is worth waking for.
         if (!s.pending.empty()) {
-            const bool output = s.cfg.direction == wire::Direction::Output;
-            const bool uncopied = s.pending.back().done != s.pending.back().payload;
-            if (output ? uncopied && s.backend->writable_bytes() > 0 : s.backend->readable_bytes() > 0)
+            if (s.cfg.direction == wire::Direction::Output) {
+                std::uint64_t uncopied = 0;
+                for (const auto& io : s.pending) uncopied += io.payload - io.done;
+                if (uncopied && s.backend->writable_bytes() >= std::min<std::uint64_t>(uncopied, s.format.period_bytes))
+                    consider(clock_.now());
+            } else if (s.backend->readable_bytes() > 0) {
                 consider(clock_.now());
+            }
         }
         if (policy_ != CompletionPolicy::Played || s.cfg.direction != wire::Direction::Output || s.pending.empty())
             continue;

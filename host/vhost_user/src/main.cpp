@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
     app.add_option("--backend", backend_name, "audio backend: null (discard playback, capture silence), wav, alsa")
         ->check(CLI::IsMember({"null", "wav", "alsa"}))
         ->capture_default_str();
+    bool unpaced = false;
+    app.add_flag("--unpaced", unpaced, "null backend: play everything the instant it arrives (benchmarks)");
     app.add_option("--streams", spec.streams, "PCM streams in order, e.g. out:1,in:1")->capture_default_str();
     app.add_option("--formats", spec.formats, "sample formats offered: S16,S24,S32,FLOAT,U8")->capture_default_str();
     app.add_option("--rates", spec.rates, "rates offered: a range (8000-192000) or a list (44100,48000)")
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
     log->set_level(spdlog::level::from_str(log_level));
     log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
+    if (unpaced && backend_name != "null") return fail("--unpaced needs --backend null");
     auto topology = vhost_user::make_topology(spec);
     if (!topology) return fail(topology.error());
     bool outputs = false, inputs = false;
@@ -113,7 +116,7 @@ int main(int argc, char** argv) {
     MonotonicClock clock;
     std::unique_ptr<device::AudioBackend> backend;
     if (backend_name == "null") {
-        backend = std::make_unique<backends::NullBackend>(clock);
+        backend = std::make_unique<backends::NullBackend>(clock, backends::PacedTiming{}, unpaced);
     } else if (backend_name == "wav") {
         std::error_code ec;
         std::filesystem::create_directories(wav_dir, ec);
