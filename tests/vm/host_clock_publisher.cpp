@@ -23,16 +23,14 @@
 
 #include "host_clock_layout.hpp"
 
+#include "vsnd/clock.hpp"
+
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
-std::uint64_t now_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+std::uint64_t now_ns() { return static_cast<std::uint64_t>(vsnd::MonotonicClock{}.now()); }
 
 [[noreturn]] void usage(const char* argv0) {
     std::fprintf(stderr, "usage: %s FILE [--period-us N (default 50)]\n", argv0);

@@ -25,16 +25,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vsnd/clock.hpp"
+
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
-std::uint64_t now_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+std::uint64_t now_ns() { return static_cast<std::uint64_t>(vsnd::MonotonicClock{}.now()); }
 
 struct Row {
     std::uint64_t prev_ns, ns;
