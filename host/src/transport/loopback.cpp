@@ -12,19 +12,10 @@
 namespace vsnd::transport {
 
 namespace {
-constexpr std::size_t kHeaderBytes = 4096; // config space (16) + features (8) + config size (4)
+// The header page holds the config space (16) + device features (8) + config size (4).
 constexpr std::size_t kFeaturesAt = 16, kConfigSizeAt = 24;
 
-std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
-
-std::size_t region_bytes(const LoopbackLayout& l) {
-    const auto r = virtq::ring_bytes(l.queue_size);
-    const std::size_t per_queue = align_up(r.desc, 64) + align_up(r.avail, 64) + align_up(r.used, 64) +
-                                  virtq::indirect_area_bytes(l.queue_size, l.indirect_entries);
-    return align_up(kHeaderBytes + kQueues * per_queue, 4096) + l.dma_bytes;
-}
 } // namespace
 
 SharedMemory::SharedMemory(std::size_t bytes) : size_(bytes) {
@@ -58,21 +49,10 @@ bool EventFd::consume() const {
     return ::read(fd_, &v, sizeof v) == sizeof v;
 }
 
-LoopbackTransport::LoopbackTransport(LoopbackLayout layout) : layout_(layout), shm_(region_bytes(layout)) {
+LoopbackTransport::LoopbackTransport(LoopbackLayout layout)
+    : layout_(layout), placement_(layout.queue_size, layout.indirect_entries, layout.dma_bytes, kQueues),
+      shm_(placement_.total_bytes()) {
     memory_.add({kGuestBase, shm_.size(), shm_.data(), reinterpret_cast<std::uint64_t>(shm_.data())});
-    const auto r = virtq::ring_bytes(layout.queue_size);
-    std::uint64_t at = kGuestBase + kHeaderBytes;
-    for (auto& q : queues_) {
-        q.desc = at;
-        at += align_up(r.desc, 64);
-        q.avail = at;
-        at += align_up(r.avail, 64);
-        q.used = at;
-        at += align_up(r.used, 64);
-        q.indirect = at;
-        at += virtq::indirect_area_bytes(layout.queue_size, layout.indirect_entries);
-    }
-    dma_gpa_ = align_up(at, 4096);
 }
 
 void LoopbackTransport::publish_config(const wire::Config& config, std::uint64_t features) {
@@ -98,24 +78,29 @@ std::uint64_t LoopbackTransport::device_features() const {
 virtq::QueueConfig LoopbackTransport::device_queue_config(unsigned q) const {
     const auto r = virtq::ring_bytes(layout_.queue_size);
     // Translated like any guest address: a bad layout fails here, not in a ring access.
-    auto desc = memory_.span(queues_[q].desc, r.desc);
-    auto avail = memory_.span(queues_[q].avail, r.avail);
-    auto used = memory_.span(queues_[q].used, r.used);
+    const auto& p = placement_.queue(q);
+    auto desc = memory_.span(gpa(p.desc), r.desc);
+    auto avail = memory_.span(gpa(p.avail), r.avail);
+    auto used = memory_.span(gpa(p.used), r.used);
     if (!desc || !avail || !used) throw std::out_of_range("virtqueue outside guest memory");
     return {layout_.queue_size, {desc->data(), avail->data(), used->data()}, layout_.event_idx,
             layout_.indirect_entries > 0};
 }
 
 virtq::RingAddresses LoopbackTransport::driver_rings(unsigned q) const {
-    return {host(queues_[q].desc), host(queues_[q].avail), host(queues_[q].used)};
+    const auto& p = placement_.queue(q);
+    return {host(gpa(p.desc)), host(gpa(p.avail)), host(gpa(p.used))};
 }
 
 virtq::IndirectArea LoopbackTransport::indirect_area(unsigned q) const {
-    return {queues_[q].indirect, host(queues_[q].indirect), layout_.indirect_entries};
+    const auto& p = placement_.queue(q);
+    return {gpa(p.indirect), host(gpa(p.indirect)), layout_.indirect_entries};
 }
 
 LoopbackDriverEnd::LoopbackDriverEnd(LoopbackTransport& t, const Clock& clock)
-    : t_(t), clock_(clock), next_free_(t.dma_base()) {
+    : t_(t), clock_(clock),
+      dma_(LoopbackTransport::kGuestBase, t.shared_memory().data(), t.dma_base() - LoopbackTransport::kGuestBase,
+           t.shared_memory().size()) {
     for (unsigned q = 0; q < kQueues; ++q) {
         std::optional<virtq::IndirectArea> ind;
         if (t.layout().indirect_entries) ind = t.indirect_area(q);
@@ -124,11 +109,7 @@ LoopbackDriverEnd::LoopbackDriverEnd(LoopbackTransport& t, const Clock& clock)
 }
 
 std::optional<driver::DmaBuffer> LoopbackDriverEnd::allocate(std::size_t bytes, std::size_t align) {
-    const std::uint64_t gpa = align_up(next_free_, align ? align : 1);
-    const std::uint64_t end = LoopbackTransport::kGuestBase + t_.shared_memory().size();
-    if (gpa > end || bytes > end - gpa) return std::nullopt;
-    next_free_ = gpa + bytes;
-    return driver::DmaBuffer{gpa, t_.host(gpa), bytes};
+    return dma_.allocate(bytes, align);
 }
 
 bool LoopbackDriverEnd::consume_calls() {

@@ -19,9 +19,7 @@
 namespace vsnd::vhost_user {
 namespace {
 
-constexpr std::size_t kHeaderPage = 4096; // keeps ring addresses away from the region start
 
-std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
 std::string errno_text(const char* what, int err) { return fmt::format("{}: {}", what, std::strerror(err)); }
 
@@ -33,7 +31,8 @@ std::uint64_t to_u64(std::span<const std::uint8_t> b) {
 
 } // namespace
 
-Frontend::Frontend(FrontendOptions options) : opt_(options) {}
+Frontend::Frontend(FrontendOptions options)
+    : opt_(options), layout_(options.queue_size, options.indirect_entries, options.dma_bytes, kQueueCount) {}
 
 Frontend::~Frontend() {
     queues_ = {};
@@ -61,10 +60,7 @@ Expected<Done, std::string> Frontend::open(const std::filesystem::path& path) {
         return Unexpected{fmt::format("connect {}: {}", p, std::strerror(errno))};
 
     // Guest memory: header page, per queue desc/avail/used (+ indirect tables), then DMA.
-    const auto r = virtq::ring_bytes(opt_.queue_size);
-    const std::size_t per_queue = align_up(r.desc, 64) + align_up(r.avail, 64) + align_up(r.used, 64) +
-                                  virtq::indirect_area_bytes(opt_.queue_size, opt_.indirect_entries);
-    mem_size_ = align_up(kHeaderPage + kQueueCount * per_queue, 4096) + align_up(opt_.dma_bytes, 4096);
+    mem_size_ = layout_.total_bytes();
     memfd_.reset(::memfd_create("vsnd-frontend-memory", MFD_CLOEXEC));
     if (!memfd_) return Unexpected{errno_text("memfd_create", errno)};
     if (::ftruncate(memfd_.get(), static_cast<off_t>(mem_size_)) < 0) return Unexpected{errno_text("ftruncate", errno)};
@@ -123,12 +119,8 @@ Expected<Done, std::string> Frontend::start() {
 
     const bool event_idx = acked_features_ & kFeatureRingEventIdx;
     const bool indirect = acked_features_ & kFeatureRingIndirectDesc;
-    const auto sizes = virtq::ring_bytes(opt_.queue_size);
-    std::uint64_t at = kHeaderPage; // offset in the region
     for (unsigned q = 0; q < kQueueCount; ++q) {
-        const std::uint64_t desc = at, avail = desc + align_up(sizes.desc, 64), used = avail + align_up(sizes.avail, 64);
-        const std::uint64_t ind = used + align_up(sizes.used, 64);
-        at = ind + virtq::indirect_area_bytes(opt_.queue_size, opt_.indirect_entries);
+        const auto [desc, avail, used, ind] = layout_.queue(q);
         std::optional<virtq::IndirectArea> area;
         if (indirect) area = virtq::IndirectArea{opt_.guest_base + ind, mem_ + ind, opt_.indirect_entries};
         // The rings are initialised here, before the backend may look at them (at enable).
@@ -142,8 +134,7 @@ Expected<Done, std::string> Frontend::start() {
         if (auto r = send(Request::SetVringKick, encode(VringFile{q, false}), std::span(&kick, 1)); !r) return r;
         if (auto r = send(Request::SetVringCall, encode(VringFile{q, false}), std::span(&call, 1)); !r) return r;
     }
-    next_free_ = opt_.guest_base + align_up(at, 4096);
-    dma_end_ = opt_.guest_base + mem_size_;
+    dma_ = driver::DmaAllocator(opt_.guest_base, mem_, layout_.dma_offset(), mem_size_);
     for (unsigned q = 0; q < kQueueCount; ++q)
         if (auto r = send(Request::SetVringEnable, encode(VringState{q, 1}), {}, true); !r) return r;
     return Done{};
@@ -241,10 +232,7 @@ void Frontend::kick(unsigned index) {
 }
 
 std::optional<driver::DmaBuffer> Frontend::allocate(std::size_t bytes, std::size_t align) {
-    const std::uint64_t gpa = align_up(next_free_, align ? align : 1);
-    if (gpa > dma_end_ || bytes > dma_end_ - gpa) return std::nullopt;
-    next_free_ = gpa + bytes;
-    return driver::DmaBuffer{gpa, mem_ + (gpa - opt_.guest_base), bytes};
+    return dma_.allocate(bytes, align);
 }
 
 bool Frontend::wait_interrupt(Nanos timeout) {

@@ -4,6 +4,7 @@
 // or across two (the memfd and eventfds survive fork()).
 #pragma once
 
+#include "vsnd/driver/guest_layout.hpp"
 #include "vsnd/driver/transport.hpp"
 #include "vsnd/virtq/device_queue.hpp"
 #include "vsnd/virtq/driver_queue.hpp"
@@ -77,17 +78,16 @@ public:
     virtq::IndirectArea indirect_area(unsigned q) const;
     std::span<const std::uint8_t> config_space() const;
     std::uint64_t device_features() const;
-    std::uint64_t dma_base() const { return dma_gpa_; }
+    std::uint64_t dma_base() const { return gpa(placement_.dma_offset()); }
     std::uint8_t* host(std::uint64_t gpa) const { return shm_.data() + (gpa - kGuestBase); }
 
 private:
-    struct QueueGpa { std::uint64_t desc, avail, used, indirect; };
+    std::uint64_t gpa(std::uint64_t offset) const { return kGuestBase + offset; }
 
     LoopbackLayout layout_;
+    driver::GuestLayout placement_;
     SharedMemory shm_;
     virtq::GuestMemory memory_;
-    std::array<QueueGpa, kQueues> queues_{};
-    std::uint64_t dma_gpa_ = 0;
     std::array<EventFd, kQueues> kicks_, calls_;
 };
 
@@ -110,7 +110,7 @@ protected:
 
 private:
     std::array<std::unique_ptr<virtq::DriverQueue>, kQueues> queues_;
-    std::uint64_t next_free_;
+    driver::DmaAllocator dma_;
 };
 
 } // namespace vsnd::transport

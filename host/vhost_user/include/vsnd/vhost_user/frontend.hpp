@@ -6,6 +6,7 @@
 // guest does. Blocking and single-threaded, like the driver model.
 #pragma once
 
+#include "vsnd/driver/guest_layout.hpp"
 #include "vsnd/driver/transport.hpp"
 #include "vsnd/vhost_user/protocol.hpp"
 
@@ -66,13 +67,14 @@ private:
     Expected<std::uint64_t, std::string> get_u64(Request r);
 
     FrontendOptions opt_;
+    driver::GuestLayout layout_;
     UniqueFd socket_;
     UniqueFd memfd_;
     std::uint8_t* mem_ = nullptr;
     std::size_t mem_size_ = 0;
     std::array<UniqueFd, kQueueCount> kicks_, calls_, errs_;
     std::array<std::unique_ptr<virtq::DriverQueue>, kQueueCount> queues_;
-    std::uint64_t next_free_ = 0, dma_end_ = 0;
+    driver::DmaAllocator dma_;
     std::uint64_t backend_features_ = 0, acked_features_ = 0, protocol_features_ = 0;
     std::array<std::uint8_t, 16> config_{};
     std::size_t config_len_ = 12;
