@@ -4,6 +4,7 @@
 
 #include "vsnd/audio/test_signal.hpp"
 #include "vsnd/device/pcm_state.hpp"
+#include "vsnd/driver/sound_driver.hpp"
 
 namespace vsnd::test {
 namespace {
@@ -314,6 +315,55 @@ TEST(Events, WrongDirectionEventBufferReturnedUnused) {
     auto u = eq.reap();
     ASSERT_TRUE(u && *u);
     EXPECT_EQ((*u)->len, 0u);
+}
+
+} // namespace
+} // namespace vsnd::test
+
+namespace vsnd::test {
+namespace {
+
+// An audio device that has gone away (unplugged, driver error): its stream reports failed().
+class FailedStream final : public device::BackendStream {
+public:
+    void start() override {}
+    void stop() override {}
+    std::size_t writable_bytes() override { return 1 << 20; }
+    void write(std::span<const std::uint8_t>) override {}
+    std::size_t readable_bytes() override { return 0; }
+    void read(std::span<std::uint8_t>) override {}
+    device::Position position() override { return {}; }
+    std::optional<Nanos> next_wakeup() override { return std::nullopt; }
+    std::uint64_t xruns() const override { return 0; }
+    bool failed() const override { return true; }
+};
+
+class FailedBackend final : public device::AudioBackend {
+public:
+    std::string name() const override { return "failed"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t, const device::StreamFormat&) override {
+        return std::unique_ptr<device::BackendStream>(std::make_unique<FailedStream>());
+    }
+};
+
+TEST(FailedDevice, AnswersIoErrAndKeepsServing) {
+    SimulatedClock clock;
+    FailedBackend backend;
+    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::SimulatedLink link(t, dev, clock);
+    driver::SoundDriver drv(link, clock);
+    ASSERT_TRUE(drv.probe());
+    auto& s = drv.stream(0);
+    ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    ASSERT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    ASSERT_EQ(s.write(buf), buf.size());
+    ASSERT_TRUE(drv.wait(kNanosPerSecond));
+    EXPECT_EQ(s.io_errors(), 1u);
+    EXPECT_EQ(dev.stats(0).io_errors, 1u);
+    ASSERT_TRUE(s.release()) << "the device goes on answering control requests";
 }
 
 } // namespace

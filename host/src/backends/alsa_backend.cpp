@@ -1,1 +1,1020 @@
-// The ALSA backend: arrives with the host issue.
+// The ALSA backend (see alsa_backend.hpp for the model).
+//
+// Position. Playback: every status the audio thread takes gives `delay` (frames queued in ALSA
+// plus the driver's own delay) at `htstamp` (CLOCK_MONOTONIC; the kernel moves it only when the
+// hw pointer changes, so it names the instant the pointer reached its value — except right after
+// a start or resume, where the trigger time bounds it); the frames audible then are the stream
+// frames written to ALSA minus that delay. Capture: frames delivered to the ring plus ALSA's
+// `avail` at htstamp (standing still while frames are dropped for lack of room). Many drivers move the hw pointer
+// in steps (snd-aloop: one jiffy, 4 ms at HZ=250; BATCH and USB devices: a period or a packet),
+// so a status taken between steps under-reports the position by up to one step. With
+// smooth_position each sample's implied start time (htstamp − frames/rate) is passed through a
+// minimum filter that may rise by at most kLeak (5000 ppm: a real clock's drift): the samples
+// taken right after a step, which the poll wake-ups naturally are, pin the line, and the
+// published `when` is that line's time for the frames (never later than htstamp).
+//
+// Not used: audio_tstamp. Link timestamps (SND_PCM_AUDIO_TSTAMP_TYPE_LINK*) exist on HDA
+// hardware only; neither snd-aloop nor snd-dummy provides them, so that path could not be
+// tested here. Whether the PCM offers them is logged at open.
+#include "vsnd/backends/alsa_backend.hpp"
+
+#include <alsa/asoundlib.h>
+#include <fmt/format.h>
+
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+namespace vsnd::backends {
+
+// ---- lock-free pieces ---------------------------------------------------------------------------
+
+namespace alsa_detail {
+
+SpscByteRing::SpscByteRing(std::size_t capacity) : buf_(new std::uint8_t[capacity ? capacity : 1]()), cap_(capacity) {}
+
+std::span<std::uint8_t> SpscByteRing::write_region(std::uint64_t pos, std::size_t max) {
+    const std::size_t at = static_cast<std::size_t>(pos % cap_);
+    return {buf_.get() + at, std::min(max, cap_ - at)};
+}
+
+std::span<const std::uint8_t> SpscByteRing::read_region(std::uint64_t pos, std::size_t max) const {
+    const std::size_t at = static_cast<std::size_t>(pos % cap_);
+    return {buf_.get() + at, std::min(max, cap_ - at)};
+}
+
+void SpscByteRing::push(std::span<const std::uint8_t> bytes) {
+    std::uint64_t pos = tail();
+    while (!bytes.empty()) {
+        auto r = write_region(pos, bytes.size());
+        std::memcpy(r.data(), bytes.data(), r.size());
+        bytes = bytes.subspan(r.size());
+        pos += r.size();
+    }
+    commit_write(pos);
+}
+
+void SpscByteRing::pop(std::span<std::uint8_t> out) {
+    std::uint64_t pos = head();
+    while (!out.empty()) {
+        auto r = read_region(pos, out.size());
+        std::memcpy(out.data(), r.data(), r.size());
+        out = out.subspan(r.size());
+        pos += r.size();
+    }
+    commit_read(pos);
+}
+
+void SeqlockPosition::store(const PositionSnapshot& s) {
+    const std::uint32_t seq = seq_.load(std::memory_order_relaxed);
+    seq_.store(seq + 1, std::memory_order_relaxed); // odd: update in progress
+    std::atomic_thread_fence(std::memory_order_release);
+    frames_.store(s.frames, std::memory_order_relaxed);
+    when_.store(s.when, std::memory_order_relaxed);
+    limit_.store(s.limit, std::memory_order_relaxed);
+    updated_.store(s.updated, std::memory_order_relaxed);
+    running_.store(s.running, std::memory_order_relaxed);
+    seq_.store(seq + 2, std::memory_order_release);
+}
+
+PositionSnapshot SeqlockPosition::load() const {
+    for (;;) {
+        const std::uint32_t before = seq_.load(std::memory_order_acquire);
+        if (before & 1) continue;
+        PositionSnapshot s;
+        s.frames = frames_.load(std::memory_order_relaxed);
+        s.when = when_.load(std::memory_order_relaxed);
+        s.limit = limit_.load(std::memory_order_relaxed);
+        s.updated = updated_.load(std::memory_order_relaxed);
+        s.running = running_.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (seq_.load(std::memory_order_relaxed) == before) return s;
+    }
+}
+
+} // namespace alsa_detail
+
+namespace {
+
+using alsa_detail::PositionSnapshot;
+
+constexpr double kLeak = 0.005;                  // smoothing: how fast the start-time line may rise
+constexpr Nanos kCommandTimeout = 500'000'000;   // start()/stop() wait this long for the audio thread
+constexpr Nanos kStampSanity = kNanosPerSecond;  // an htstamp this far from now is not MONOTONIC
+constexpr unsigned kMaxPollFds = 8;
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+              std::atomic<std::uint32_t>::is_always_lock_free);
+
+Nanos mono_now() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec;
+}
+
+Nanos to_nanos(const snd_htimestamp_t& ts) { return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec; }
+
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, Nanos timeout) {
+    timespec ts{static_cast<time_t>(timeout / kNanosPerSecond), static_cast<long>(timeout % kNanosPerSecond)};
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
+}
+
+void futex_wake(std::atomic<std::uint32_t>& word) {
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+std::optional<snd_pcm_format_t> alsa_format(wire::PcmFormat f) {
+    using F = wire::PcmFormat;
+    switch (f) {
+    case F::MuLaw: return SND_PCM_FORMAT_MU_LAW;
+    case F::ALaw: return SND_PCM_FORMAT_A_LAW;
+    case F::S8: return SND_PCM_FORMAT_S8;
+    case F::U8: return SND_PCM_FORMAT_U8;
+    case F::S16: return SND_PCM_FORMAT_S16_LE;
+    case F::U16: return SND_PCM_FORMAT_U16_LE;
+    case F::S18_3: return SND_PCM_FORMAT_S18_3LE;
+    case F::U18_3: return SND_PCM_FORMAT_U18_3LE;
+    case F::S20_3: return SND_PCM_FORMAT_S20_3LE;
+    case F::U20_3: return SND_PCM_FORMAT_U20_3LE;
+    case F::S24_3: return SND_PCM_FORMAT_S24_3LE;
+    case F::U24_3: return SND_PCM_FORMAT_U24_3LE;
+    case F::S20: return SND_PCM_FORMAT_S20_LE;
+    case F::U20: return SND_PCM_FORMAT_U20_LE;
+    case F::S24: return SND_PCM_FORMAT_S24_LE;
+    case F::U24: return SND_PCM_FORMAT_U24_LE;
+    case F::S32: return SND_PCM_FORMAT_S32_LE;
+    case F::U32: return SND_PCM_FORMAT_U32_LE;
+    case F::Float: return SND_PCM_FORMAT_FLOAT_LE;
+    case F::Float64: return SND_PCM_FORMAT_FLOAT64_LE;
+    case F::DsdU8: return SND_PCM_FORMAT_DSD_U8;
+    case F::DsdU16: return SND_PCM_FORMAT_DSD_U16_LE;
+    case F::DsdU32: return SND_PCM_FORMAT_DSD_U32_LE;
+    case F::Iec958Subframe: return SND_PCM_FORMAT_IEC958_SUBFRAME_LE;
+    case F::ImaAdpcm: return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+std::uint32_t frames_of(Nanos ns, std::uint32_t rate) {
+    return static_cast<std::uint32_t>(static_cast<__int128>(ns) * rate / kNanosPerSecond);
+}
+
+Nanos nanos_of(std::uint64_t frames, std::uint32_t rate) {
+    return static_cast<Nanos>(static_cast<__int128>(frames) * kNanosPerSecond / rate);
+}
+
+// Owns what open() creates until the stream takes it over.
+struct PcmHandle {
+    snd_pcm_t* pcm = nullptr;
+    ~PcmHandle() { if (pcm) snd_pcm_close(pcm); }
+    snd_pcm_t* release() { return std::exchange(pcm, nullptr); }
+};
+
+struct HwParamsFree { void operator()(snd_pcm_hw_params_t* p) const { snd_pcm_hw_params_free(p); } };
+struct SwParamsFree { void operator()(snd_pcm_sw_params_t* p) const { snd_pcm_sw_params_free(p); } };
+
+// ---- the stream ---------------------------------------------------------------------------------
+
+class AlsaStream final : public device::BackendStream {
+public:
+    struct Setup {
+        std::string pcm_name;
+        std::uint32_t id = 0;
+        device::StreamFormat fmt;
+        AlsaGeometry geo;
+        bool htstamp_ok = true;
+    };
+
+    AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, snd_pcm_t* pcm, snd_pcm_status_t* status,
+               int wake_fd, std::span<const pollfd> pfds);
+    ~AlsaStream() override;
+    AlsaStream(const AlsaStream&) = delete;
+    AlsaStream& operator=(const AlsaStream&) = delete;
+
+    void launch(); // starts the audio thread (end of open)
+
+    void start() override { command(true); }
+    void stop() override { command(false); }
+    std::size_t writable_bytes() override;
+    void write(std::span<const std::uint8_t> bytes) override;
+    std::size_t readable_bytes() override;
+    void read(std::span<std::uint8_t> out) override;
+    device::Position position() override;
+    std::optional<Nanos> next_wakeup() override;
+    std::uint64_t xruns() const override { return xruns_.load(std::memory_order_acquire); }
+    bool failed() const override;
+
+private:
+    enum class Hw { Prepared, Running, Paused };
+
+    // Device thread.
+    void command(bool run);
+    void signal_audio_thread() const;
+    void log(const std::string& msg) const;
+    void notice_events();
+    bool check_failed();          // enters the fallback on the first failure seen
+    Nanos start_grace() const { return opts_.start_grace > 0 ? opts_.start_grace : period_ns_; }
+    std::uint64_t fallback_elapsed(Nanos now) const; // frames the paced null stream has run
+    std::uint64_t fallback_frames(Nanos now) const;
+
+    // Audio thread.
+    void run();
+    void apply(bool run);
+    void playback_cycle(Nanos now);
+    void capture_cycle();
+    void start_pcm();
+    void pause_pcm();
+    void resume_pcm();
+    void take_status();           // running: new position from snd_pcm_status
+    void publish(std::uint64_t frames, Nanos stamp, bool running);
+    void on_xrun(Nanos when);
+    void handle_error(long err, const char* what);
+    void fail(long err, const char* what);
+    int poll_timeout_ms(Nanos now, bool& poll_pcm);
+
+    const Clock& clock_;
+    AlsaOptions opts_;
+    const Setup setup_;
+    const bool output_;
+    const std::uint32_t fb_, rate_;
+    const Nanos period_ns_;
+    snd_pcm_t* pcm_;
+    snd_pcm_status_t* status_;
+    int wake_fd_;
+    std::array<pollfd, kMaxPollFds> pfds_{};
+    unsigned npfds_ = 0;
+    alsa_detail::SpscByteRing ring_;
+    std::vector<std::uint8_t> scratch_; // capture: frames read and dropped when the ring is full
+    std::thread thread_;
+
+    // Shared between the threads.
+    std::atomic<std::uint32_t> cmd_seq_{0}, ack_seq_{0};
+    std::atomic<bool> want_running_{false}, quit_{false};
+    std::atomic<bool> need_data_{false};
+    std::atomic<std::uint64_t> xruns_{0};
+    std::atomic<bool> failed_{false};
+    std::array<char, 256> fail_msg_{}; // written before failed_ is released
+    alsa_detail::SeqlockPosition pos_;
+
+    // Audio thread only.
+    Hw hw_ = Hw::Prepared;
+    bool active_ = false;
+    std::uint32_t handled_seq_ = 0;
+    std::uint64_t alsa_frames_ = 0; // playback: stream frames written to ALSA; capture: frames delivered
+    std::uint64_t played_ = 0;      // playback: frames audible (released from the ring)
+    std::uint64_t alsa_fill_ = 0;   // playback: frames queued in ALSA at the last look
+    std::uint64_t seen_tail_ = 0;   // playback: ring tail at the last look ...
+    Nanos last_arrival_ = 0;        // ... and when it last grew (start grace counts from there)
+    PositionSnapshot last_;         // the last published position
+    bool overflow_ = false;         // capture: dropping frames for lack of room
+    bool have_base_ = false;
+    double base_ = 0;               // smoothing: start time of the current run's line (ns)
+    Nanos base_at_ = 0;
+    unsigned idle_wakeups_ = 0;
+
+    // Device thread only.
+    bool want_ = false;
+    std::uint64_t seen_xruns_ = 0;
+    mutable std::atomic<bool> fail_logged_{false};
+    bool fallback_ = false;
+    Nanos fb_since_ = 0;
+    std::uint64_t fb_frames0_ = 0;  // position when the failure was seen
+    std::uint64_t fb_acc_ = 0;      // frames run in earlier start..stop spans since then
+    std::uint64_t fb_bytes_ = 0;    // playback: bytes taken in total; capture: silence bytes delivered
+};
+
+AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, snd_pcm_t* pcm,
+                       snd_pcm_status_t* status, int wake_fd, std::span<const pollfd> pfds)
+    : clock_(clock), opts_(opts), setup_(std::move(setup)),
+      output_(setup_.fmt.direction == wire::Direction::Output), fb_(setup_.fmt.frame_bytes()), rate_(setup_.fmt.rate),
+      period_ns_(nanos_of(setup_.geo.period_frames, setup_.fmt.rate)), pcm_(pcm), status_(status), wake_fd_(wake_fd),
+      ring_(std::size_t{setup_.geo.ring_frames} * setup_.fmt.frame_bytes()) {
+    npfds_ = static_cast<unsigned>(pfds.size());
+    std::copy(pfds.begin(), pfds.end(), pfds_.begin());
+    if (!output_) scratch_.resize(std::size_t{setup_.geo.period_frames} * fb_);
+    const Nanos now = mono_now();
+    last_ = {0, now, 0, now, false};
+    pos_.store(last_);
+}
+
+void AlsaStream::launch() {
+    thread_ = std::thread([this] { run(); });
+    const std::string tname = fmt::format("vsnd-alsa-{}", setup_.id).substr(0, 15);
+    pthread_setname_np(thread_.native_handle(), tname.c_str());
+    if (opts_.rt_priority > 0) {
+        sched_param sp{};
+        sp.sched_priority = opts_.rt_priority;
+        if (int e = pthread_setschedparam(thread_.native_handle(), SCHED_FIFO, &sp); e != 0)
+            log(fmt::format("stream {}: cannot make the audio thread SCHED_FIFO {}: {}", setup_.id, opts_.rt_priority,
+                            std::strerror(e)));
+    }
+}
+
+AlsaStream::~AlsaStream() {
+    if (thread_.joinable()) {
+        quit_.store(true, std::memory_order_release);
+        signal_audio_thread();
+        thread_.join();
+    }
+    snd_pcm_drop(pcm_);
+    snd_pcm_close(pcm_);
+    snd_pcm_status_free(status_);
+    ::close(wake_fd_);
+    notice_events(); // a failure nobody asked about still gets its log line
+}
+
+// ---- device thread ------------------------------------------------------------------------------
+
+void AlsaStream::log(const std::string& msg) const {
+    if (opts_.log) opts_.log(msg);
+    else fmt::print(stderr, "vsnd alsa: {}\n", msg);
+}
+
+void AlsaStream::signal_audio_thread() const {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void AlsaStream::command(bool run) {
+    if (fallback_) { // the paced null stream holds while stopped
+        const Nanos now = clock_.now();
+        fb_acc_ = fallback_elapsed(now);
+        fb_since_ = now;
+    }
+    want_ = run;
+    want_running_.store(run, std::memory_order_release);
+    const std::uint32_t seq = cmd_seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    signal_audio_thread();
+    const Nanos deadline = mono_now() + kCommandTimeout;
+    for (;;) {
+        const std::uint32_t ack = ack_seq_.load(std::memory_order_acquire);
+        if (static_cast<std::int32_t>(ack - seq) >= 0) break;
+        const Nanos left = deadline - mono_now();
+        if (left <= 0) {
+            log(fmt::format("stream {}: audio thread did not acknowledge {} within {} ms", setup_.id,
+                            run ? "start" : "stop", kCommandTimeout / 1'000'000));
+            break;
+        }
+        futex_wait(ack_seq_, ack, left);
+    }
+    notice_events();
+}
+
+bool AlsaStream::failed() const {
+    if (!failed_.load(std::memory_order_acquire)) return false;
+    if (!fail_logged_.exchange(true)) log(fmt::format("stream {}: {}", setup_.id, fail_msg_.data()));
+    return true;
+}
+
+void AlsaStream::notice_events() {
+    (void)failed();
+    const std::uint64_t x = xruns_.load(std::memory_order_acquire);
+    if (x != seen_xruns_) {
+        const PositionSnapshot s = pos_.load();
+        log(fmt::format("stream {}: {} on {} ({} so far) at frame {}, {:.1f} ms ago; recovered", setup_.id,
+                        output_ ? "underrun" : "overrun", setup_.pcm_name, x, s.frames,
+                        static_cast<double>(clock_.now() - s.when) / 1e6));
+        seen_xruns_ = x;
+    }
+}
+
+bool AlsaStream::check_failed() {
+    if (fallback_) return true;
+    if (!failed()) return false;
+    // From here on the stream is a clock-paced null stream, so the guest keeps running.
+    fallback_ = true;
+    fb_since_ = clock_.now();
+    const PositionSnapshot s = pos_.load();
+    fb_frames0_ = s.frames;
+    fb_bytes_ = output_ ? ring_.tail() : 0;
+    return true;
+}
+
+std::uint64_t AlsaStream::fallback_elapsed(Nanos now) const {
+    return fb_acc_ + (want_ && now > fb_since_ ? frames_of(now - fb_since_, rate_) : 0);
+}
+
+std::uint64_t AlsaStream::fallback_frames(Nanos now) const {
+    const std::uint64_t paced = fb_frames0_ + fallback_elapsed(now);
+    return output_ ? std::min<std::uint64_t>(paced, fb_bytes_ / fb_) : paced;
+}
+
+std::size_t AlsaStream::writable_bytes() {
+    if (!output_) return 0;
+    if (check_failed()) {
+        const std::uint64_t pending = fb_bytes_ - std::min(fb_bytes_, fallback_frames(clock_.now()) * fb_);
+        return ring_.capacity() - std::min<std::uint64_t>(pending, ring_.capacity());
+    }
+    return ring_.free_bytes();
+}
+
+void AlsaStream::write(std::span<const std::uint8_t> bytes) {
+    if (!output_) return;
+    if (check_failed()) {
+        fb_bytes_ += bytes.size();
+        return;
+    }
+    ring_.push(bytes.first(std::min(bytes.size(), ring_.free_bytes())));
+    // Dekker with the audio thread's need_data_ store / tail load.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (need_data_.load(std::memory_order_relaxed) && need_data_.exchange(false)) signal_audio_thread();
+}
+
+std::size_t AlsaStream::readable_bytes() {
+    if (output_) return 0;
+    std::size_t n = ring_.used_bytes();
+    if (check_failed()) {
+        const std::uint64_t silence = fallback_elapsed(clock_.now()) * fb_;
+        n += static_cast<std::size_t>(silence - std::min(silence, fb_bytes_));
+    }
+    return n;
+}
+
+void AlsaStream::read(std::span<std::uint8_t> out) {
+    if (output_) return;
+    const std::size_t n = std::min(out.size(), ring_.used_bytes());
+    ring_.pop(out.first(n));
+    if (n < out.size()) { // only after a failure: silence at the nominal rate
+        std::memset(out.data() + n, 0, out.size() - n);
+        fb_bytes_ += out.size() - n;
+    }
+}
+
+device::Position AlsaStream::position() {
+    if (check_failed()) {
+        const Nanos now = clock_.now();
+        const std::uint64_t f = fallback_frames(now);
+        const bool running = want_ && (!output_ || f < fb_bytes_ / fb_);
+        return {f, now, running};
+    }
+    const PositionSnapshot s = pos_.load();
+    if (s.running && output_) {
+        // Never extrapolate past what ALSA has: the stream is about to underrun.
+        const Nanos to_limit = nanos_of(s.limit - std::min(s.limit, s.frames), rate_);
+        if (clock_.now() - s.when > to_limit) return {std::max(s.limit, s.frames), s.when + to_limit, false};
+    }
+    return {s.frames, s.when, s.running};
+}
+
+std::optional<Nanos> AlsaStream::next_wakeup() {
+    notice_events();
+    const Nanos now = clock_.now();
+    if (check_failed()) {
+        if (!want_) return std::nullopt;
+        if (output_ && fallback_frames(now) >= fb_bytes_ / fb_) return std::nullopt;
+        return now + period_ns_;
+    }
+    if (!want_) return std::nullopt;
+    // The audio thread refreshes room/data about once a host period; look just after that.
+    const PositionSnapshot s = pos_.load();
+    const Nanos margin = std::min<Nanos>(period_ns_ / 4, 1'000'000);
+    Nanos t = s.updated + period_ns_ + margin;
+    if (t <= now) t = now + std::max<Nanos>(period_ns_ / 4, 250'000);
+    return t;
+}
+
+// ---- audio thread -------------------------------------------------------------------------------
+
+void AlsaStream::publish(std::uint64_t frames, Nanos stamp, bool running) {
+    Nanos when = stamp;
+    if (running && opts_.smooth_position) {
+        const double b = static_cast<double>(stamp) - static_cast<double>(frames) * 1e9 / rate_;
+        const double leaked = base_ + kLeak * static_cast<double>(stamp - base_at_);
+        // A sample later than the line by more than a granularity could explain is a new line.
+        const double max_lag = 2.0 * static_cast<double>(period_ns_) + 10e6;
+        if (!have_base_ || b <= leaked || b - leaked > max_lag) base_ = b;
+        else base_ = leaked;
+        have_base_ = true;
+        base_at_ = stamp;
+        when = static_cast<Nanos>(std::llround(base_ + static_cast<double>(frames) * 1e9 / rate_));
+        when = std::min(when, stamp);
+    }
+    last_ = {frames, when, output_ ? alsa_frames_ : frames, mono_now(), running};
+    pos_.store(last_);
+}
+
+void AlsaStream::fail(long err, const char* what) {
+    std::snprintf(fail_msg_.data(), fail_msg_.size(), "%s: %s failed: %s; stream disabled", setup_.pcm_name.c_str(),
+                  what, snd_strerror(static_cast<int>(err)));
+    snd_pcm_drop(pcm_);
+    publish(output_ ? played_ : alsa_frames_, mono_now(), false);
+    failed_.store(true, std::memory_order_release);
+}
+
+void AlsaStream::on_xrun(Nanos when) {
+    xruns_.fetch_add(1, std::memory_order_acq_rel);
+    if (output_) {
+        // Everything written was played (the silence fill covers whatever the hardware read past it).
+        played_ = alsa_frames_;
+        ring_.commit_read(played_ * fb_);
+    }
+    publish(output_ ? played_ : alsa_frames_, when, false);
+    have_base_ = false;
+    alsa_fill_ = 0;
+    hw_ = Hw::Prepared;
+    if (int e = snd_pcm_prepare(pcm_); e < 0) return fail(e, "snd_pcm_prepare after xrun");
+    if (!output_ && active_) start_pcm(); // capture restarts at once; playback once refilled
+}
+
+void AlsaStream::handle_error(long err, const char* what) {
+    switch (err) {
+    case -EAGAIN:
+    case -EINTR: return;
+    case -EPIPE: {
+        Nanos when = mono_now();
+        if (snd_pcm_status(pcm_, status_) == 0 && snd_pcm_status_get_state(status_) == SND_PCM_STATE_XRUN) {
+            snd_htimestamp_t ts;
+            snd_pcm_status_get_trigger_htstamp(status_, &ts);
+            const Nanos t = to_nanos(ts);
+            if (setup_.htstamp_ok && std::llabs(t - when) < kStampSanity) when = t;
+        }
+        return on_xrun(when);
+    }
+    case -ESTRPIPE: {
+        const int r = snd_pcm_resume(pcm_);
+        if (r == -EAGAIN) return; // try again at the next wake-up
+        if (r == 0) return;       // resumed where it was
+        return on_xrun(mono_now()); // no resume support: prepare and restart
+    }
+    default: return fail(err, what);
+    }
+}
+
+void AlsaStream::take_status() {
+    if (int e = snd_pcm_status(pcm_, status_); e < 0) return handle_error(e, "snd_pcm_status");
+    const snd_pcm_state_t st = snd_pcm_status_get_state(status_);
+    const Nanos now = mono_now();
+    switch (st) {
+    case SND_PCM_STATE_RUNNING:
+    case SND_PCM_STATE_DRAINING: break;
+    case SND_PCM_STATE_XRUN: return handle_error(-EPIPE, "status");
+    case SND_PCM_STATE_SUSPENDED: return handle_error(-ESTRPIPE, "status");
+    case SND_PCM_STATE_DISCONNECTED: return fail(-ENODEV, "snd_pcm_status");
+    case SND_PCM_STATE_PREPARED: // stopped behind our back (resumed without RESUME support): restart
+        return on_xrun(now);
+    default: return fail(-EBADFD, "snd_pcm_status (unexpected PCM state)");
+    }
+    // htstamp is when the hw pointer last *changed* (the kernel refreshes it only then), which is
+    // exactly right while running, but right after a start or resume it still names an instant
+    // before the run began (e.g. before the pause): the run cannot have been there earlier than
+    // its trigger, so the trigger time bounds it.
+    snd_htimestamp_t ts, trig;
+    snd_pcm_status_get_htstamp(status_, &ts);
+    snd_pcm_status_get_trigger_htstamp(status_, &trig);
+    Nanos stamp = to_nanos(ts);
+    if (!setup_.htstamp_ok || stamp == 0 || std::llabs(stamp - now) > kStampSanity) stamp = now;
+    else if (const Nanos t = to_nanos(trig); t > stamp && t <= now) stamp = t;
+    const snd_pcm_sframes_t delay = snd_pcm_status_get_delay(status_);
+    if (output_) {
+        const std::uint64_t queued = static_cast<std::uint64_t>(std::max<snd_pcm_sframes_t>(delay, 0));
+        const std::uint64_t played = alsa_frames_ - std::min(queued, alsa_frames_);
+        if (played > played_) {
+            played_ = played;
+            ring_.commit_read(played_ * fb_);
+        }
+        publish(played_, stamp, true);
+    } else if (overflow_) {
+        // Frames are being dropped for lack of room: the stream does not advance.
+        have_base_ = false;
+        publish(alsa_frames_, stamp, false);
+    } else {
+        const snd_pcm_uframes_t avail = snd_pcm_status_get_avail(status_);
+        publish(alsa_frames_ + avail, stamp, true);
+    }
+}
+
+void AlsaStream::start_pcm() {
+    if (int e = snd_pcm_start(pcm_); e < 0) return handle_error(e, "snd_pcm_start");
+    hw_ = Hw::Running;
+    have_base_ = false;
+    take_status();
+}
+
+void AlsaStream::pause_pcm() {
+    // The last look at the PCM may be a while ago: an underrun since then leaves nothing to pause.
+    take_status();
+    if (failed_.load(std::memory_order_relaxed) || hw_ != Hw::Running) return;
+    if (output_) {
+        // The device may already have completed frames our (smoothed, extrapolated) position
+        // calls audible but the hardware pointer has not passed yet (it moves in steps). Let the
+        // hardware get there before stopping, or those frames would never be heard: a drain
+        // followed by STOP and RELEASE would cut them. Bounded by two host periods.
+        const Nanos now = mono_now();
+        const double ahead = last_.running ? static_cast<double>(now - last_.when) * rate_ / 1e9 : 0.0;
+        const std::uint64_t claimed =
+            std::min<std::uint64_t>(alsa_frames_, last_.frames + static_cast<std::uint64_t>(std::max(0.0, ahead)));
+        const Nanos until = now + std::min<Nanos>(2 * period_ns_, 20'000'000);
+        while (played_ < claimed && hw_ == Hw::Running && !failed_.load(std::memory_order_relaxed) && mono_now() < until) {
+            const timespec nap{0, 250'000};
+            nanosleep(&nap, nullptr);
+            take_status();
+        }
+        if (failed_.load(std::memory_order_relaxed) || hw_ != Hw::Running) return;
+    }
+    if (!output_) capture_cycle(); // deliver what was captured up to now
+    if (failed_.load(std::memory_order_relaxed) || hw_ != Hw::Running) return;
+    const bool can_pause = setup_.geo.pause;
+    if (can_pause) {
+        if (int e = snd_pcm_pause(pcm_, 1); e < 0) {
+            // -EBADFD: the PCM left RUNNING between the status and the pause (an underrun).
+            if (e == -EBADFD && snd_pcm_state(pcm_) == SND_PCM_STATE_XRUN) return handle_error(-EPIPE, "snd_pcm_pause(1)");
+            return handle_error(e, "snd_pcm_pause(1)");
+        }
+        hw_ = Hw::Paused;
+        Nanos when = mono_now();
+        if (snd_pcm_status(pcm_, status_) == 0) {
+            snd_htimestamp_t ts;
+            snd_pcm_status_get_trigger_htstamp(status_, &ts); // the pause instant
+            const Nanos t = to_nanos(ts);
+            if (setup_.htstamp_ok && std::llabs(t - when) < kStampSanity) when = t;
+            const snd_pcm_uframes_t avail = snd_pcm_status_get_avail(status_);
+            if (output_) {
+                const std::uint64_t buffer = setup_.geo.buffer_frames;
+                const std::uint64_t queued = buffer - std::min<std::uint64_t>(avail, buffer);
+                const std::uint64_t played = alsa_frames_ - std::min(queued, alsa_frames_);
+                if (played > played_) {
+                    played_ = played;
+                    ring_.commit_read(played_ * fb_);
+                }
+                publish(played_, when, false);
+            } else {
+                publish(alsa_frames_ + avail, when, false);
+            }
+        }
+        have_base_ = false;
+        return;
+    }
+    // Drop and keep: our ring still holds every frame not yet played.
+    take_status();
+    if (failed_.load(std::memory_order_relaxed) || hw_ != Hw::Running) return;
+    const Nanos when = mono_now();
+    snd_pcm_drop(pcm_);
+    if (output_) {
+        alsa_frames_ = played_; // the unplayed rest is written again on start()
+        alsa_fill_ = 0;
+    }
+    publish(output_ ? played_ : alsa_frames_, when, false);
+    have_base_ = false;
+    hw_ = Hw::Prepared;
+    if (int e = snd_pcm_prepare(pcm_); e < 0) fail(e, "snd_pcm_prepare after drop");
+}
+
+void AlsaStream::resume_pcm() {
+    if (int e = snd_pcm_pause(pcm_, 0); e < 0) return handle_error(e, "snd_pcm_pause(0)");
+    hw_ = Hw::Running;
+    have_base_ = false;
+    take_status();
+}
+
+void AlsaStream::apply(bool run) {
+    if (run == active_) return;
+    active_ = run;
+    if (run) {
+        if (hw_ == Hw::Paused) resume_pcm();
+        else if (hw_ == Hw::Prepared) {
+            if (output_) playback_cycle(mono_now()); // starts at once if pre-filled
+            else start_pcm();
+        }
+        return;
+    }
+    if (hw_ == Hw::Running) pause_pcm();
+}
+
+void AlsaStream::playback_cycle(Nanos now) {
+    if (hw_ == Hw::Paused) return;
+    if (const std::uint64_t tail = ring_.tail_acquire(); tail != seen_tail_) {
+        seen_tail_ = tail;
+        last_arrival_ = now;
+    }
+    if (hw_ == Hw::Running) take_status(); // fresh position and room first (may find an xrun)
+    // Ring -> ALSA, up to the fill level (measured by ALSA's own avail).
+    for (int guard = 0; guard < 8 && !failed_.load(std::memory_order_relaxed); ++guard) {
+        const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_);
+        if (avail < 0) {
+            handle_error(avail, "snd_pcm_avail_update");
+            continue;
+        }
+        const std::uint64_t buffer = setup_.geo.buffer_frames;
+        alsa_fill_ = buffer - std::min<std::uint64_t>(static_cast<std::uint64_t>(avail), buffer);
+        const std::uint64_t unsent = ring_.tail_acquire() / fb_ - alsa_frames_;
+        const std::uint64_t room = setup_.geo.fill_frames > alsa_fill_ ? setup_.geo.fill_frames - alsa_fill_ : 0;
+        const std::uint64_t n = std::min(unsent, room);
+        if (n == 0) break;
+        const auto region = ring_.read_region(alsa_frames_ * fb_, static_cast<std::size_t>(n) * fb_);
+        const snd_pcm_sframes_t w =
+            snd_pcm_writei(pcm_, region.data(), static_cast<snd_pcm_uframes_t>(region.size() / fb_));
+        if (w == -EAGAIN || w == 0) break;
+        if (w < 0) {
+            handle_error(w, "snd_pcm_writei");
+            continue;
+        }
+        alsa_frames_ += static_cast<std::uint64_t>(w);
+        alsa_fill_ += static_cast<std::uint64_t>(w);
+        guard = 0;
+    }
+    if (failed_.load(std::memory_order_relaxed)) return;
+    if (hw_ == Hw::Running) {
+        last_.limit = alsa_frames_; // same position, more frames behind it
+        pos_.store(last_);
+        return;
+    }
+    // Prepared: start once the host buffer is full, or once the device has brought nothing new
+    // for the grace time (the end of a stream, a guest that pre-fills less): counted by what we
+    // wrote since the last played position, nothing plays before the start.
+    const std::uint64_t queued = alsa_frames_ - played_;
+    if (!active_ || queued == 0) return;
+    if (queued >= setup_.geo.start_frames || now - last_arrival_ >= start_grace()) start_pcm();
+}
+
+void AlsaStream::capture_cycle() {
+    if (hw_ != Hw::Running) return;
+    // At most one ALSA buffer per cycle: a source faster than its clock must not hold this thread.
+    for (std::uint64_t taken = 0; taken < setup_.geo.buffer_frames;) {
+        const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_);
+        if (avail < 0) return handle_error(avail, "snd_pcm_avail_update");
+        if (avail == 0) break;
+        const std::uint64_t tail = ring_.tail();
+        const std::size_t room = ring_.free_bytes() / fb_;
+        if (room == 0) { // the guest is not reading: keep ALSA running, lose the newest frames
+            const auto n = std::min<snd_pcm_uframes_t>(static_cast<snd_pcm_uframes_t>(avail), scratch_.size() / fb_);
+            const snd_pcm_sframes_t r = snd_pcm_readi(pcm_, scratch_.data(), n);
+            if (r == -EAGAIN || r == 0) break;
+            if (r < 0) return handle_error(r, "snd_pcm_readi");
+            taken += static_cast<std::uint64_t>(r);
+            if (!overflow_) {
+                overflow_ = true; // from here until there is room again the stream stands still
+                xruns_.fetch_add(1, std::memory_order_acq_rel);
+            }
+            continue;
+        }
+        overflow_ = false;
+        const auto region = ring_.write_region(tail, std::min<std::size_t>(room, static_cast<std::size_t>(avail)) * fb_);
+        const snd_pcm_sframes_t r =
+            snd_pcm_readi(pcm_, region.data(), static_cast<snd_pcm_uframes_t>(region.size() / fb_));
+        if (r == -EAGAIN || r == 0) break;
+        if (r < 0) return handle_error(r, "snd_pcm_readi");
+        ring_.commit_write(tail + static_cast<std::uint64_t>(r) * fb_);
+        alsa_frames_ += static_cast<std::uint64_t>(r);
+        taken += static_cast<std::uint64_t>(r);
+    }
+    if (!failed_.load(std::memory_order_relaxed) && hw_ == Hw::Running) take_status();
+}
+
+int AlsaStream::poll_timeout_ms(Nanos now, bool& poll_pcm) {
+    poll_pcm = false;
+    auto ms = [](Nanos ns) { return static_cast<int>(std::max<Nanos>(1, (ns + 999'999) / 1'000'000)); };
+    if (failed_.load(std::memory_order_relaxed)) return -1;
+    if (!output_) {
+        if (hw_ != Hw::Running) return -1;
+        poll_pcm = true;
+        return ms(2 * period_ns_);
+    }
+    if (hw_ == Hw::Paused) return -1;
+    // Playback: with frames waiting for room, wake when ALSA has a period of it; without, when
+    // the device brings some (need_data_), and once a period to refresh the position.
+    need_data_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool unsent = ring_.tail_acquire() / fb_ > alsa_frames_;
+    if (unsent) need_data_.store(false, std::memory_order_relaxed);
+    if (hw_ == Hw::Running) {
+        poll_pcm = unsent;
+        return ms(unsent ? 2 * period_ns_ : period_ns_);
+    }
+    // Prepared: waiting for data, for start(), or for the start grace time.
+    if (unsent && alsa_fill_ < setup_.geo.fill_frames) return 0;
+    if (active_ && alsa_frames_ > played_) return ms(std::max<Nanos>(0, last_arrival_ + start_grace() - now));
+    return -1;
+}
+
+void AlsaStream::run() {
+    std::array<pollfd, kMaxPollFds + 1> fds{};
+    for (;;) {
+        std::uint64_t drained;
+        while (::read(wake_fd_, &drained, sizeof drained) > 0) {}
+        if (quit_.load(std::memory_order_acquire)) break;
+        const std::uint32_t seq = cmd_seq_.load(std::memory_order_acquire);
+        if (seq != handled_seq_) {
+            if (!failed_.load(std::memory_order_relaxed)) apply(want_running_.load(std::memory_order_acquire));
+            else active_ = want_running_.load(std::memory_order_acquire);
+            handled_seq_ = seq;
+            ack_seq_.store(seq, std::memory_order_release);
+            futex_wake(ack_seq_);
+        }
+        const Nanos now = mono_now();
+        if (!failed_.load(std::memory_order_relaxed)) {
+            if (output_) playback_cycle(now);
+            else capture_cycle();
+        }
+        bool poll_pcm = false;
+        int timeout = poll_timeout_ms(mono_now(), poll_pcm);
+        if (timeout == 0) continue;
+        // A PCM that reports ready but lets nothing move would spin this thread: back off.
+        if (poll_pcm && idle_wakeups_ >= 3) {
+            poll_pcm = false;
+            timeout = 1;
+        }
+        fds[0] = {wake_fd_, POLLIN, 0};
+        unsigned n = 1;
+        if (poll_pcm) {
+            std::copy(pfds_.begin(), pfds_.begin() + npfds_, fds.begin() + 1);
+            n += npfds_;
+        }
+        const Nanos before = mono_now();
+        const int r = ::poll(fds.data(), n, timeout);
+        if (r > 0 && poll_pcm) {
+            unsigned short revents = 0;
+            snd_pcm_poll_descriptors_revents(pcm_, fds.data() + 1, npfds_, &revents);
+            const bool immediate = mono_now() - before < 50'000 && !(fds[0].revents & POLLIN);
+            idle_wakeups_ = immediate ? idle_wakeups_ + 1 : 0;
+        } else {
+            idle_wakeups_ = 0;
+        }
+    }
+}
+
+} // namespace
+
+// ---- backend ------------------------------------------------------------------------------------
+
+AlsaGeometry plan_alsa_geometry(const device::StreamFormat& fmt, const AlsaOptions& opts) {
+    AlsaGeometry g;
+    const std::uint32_t fb = fmt.frame_bytes();
+    if (fb == 0 || fmt.rate == 0) return g;
+    const std::uint32_t guest_period = fmt.period_bytes / fb ? fmt.period_bytes / fb : std::max(1u, fmt.rate / 100);
+    const std::uint32_t guest_buffer = fmt.buffer_bytes / fb ? fmt.buffer_bytes / fb : 4 * guest_period;
+    const std::uint32_t min_period = std::max(1u, frames_of(opts.min_period, fmt.rate));
+    const std::uint32_t periods = std::max(2u, opts.periods);
+    // The ALSA buffer is only where frames can be; how many we keep queued (the latency) is
+    // fill_frames. A roomy buffer costs nothing and makes a late wake-up harmless: the hardware
+    // then plays silence (see the silence fill) instead of running into the previous lap, and
+    // capture does not overrun. At least 100 ms and 4 fills.
+    const std::uint32_t roomy = std::max(1u, frames_of(100'000'000, fmt.rate));
+    if (fmt.direction == wire::Direction::Output) {
+        const auto budget = static_cast<std::uint32_t>(guest_buffer * std::clamp(opts.max_buffer_fraction, 0.05, 1.0));
+        g.period_frames = std::max(min_period, std::min(guest_period, budget / (periods + 1)));
+        g.fill_frames = periods * g.period_frames;
+        g.buffer_frames = std::max(4 * g.fill_frames, roomy);
+        g.ring_frames = g.fill_frames + g.period_frames;
+        g.start_frames = g.fill_frames;
+    } else {
+        g.period_frames = std::max(min_period, std::min(guest_period, std::max(1u, guest_buffer / 2)));
+        g.buffer_frames = std::max(std::max(4u, periods) * g.period_frames, roomy);
+        g.ring_frames = std::max(guest_buffer, 4 * g.period_frames) + g.period_frames;
+    }
+    return g;
+}
+
+AlsaBackend::AlsaBackend(const Clock& clock, std::string device_name, AlsaOptions opts)
+    : clock_(clock), device_(std::move(device_name)), opts_(std::move(opts)) {}
+
+AlsaBackend::~AlsaBackend() = default;
+
+Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(std::uint32_t stream_id,
+                                                                                const device::StreamFormat& fmt) {
+    using R = Expected<std::unique_ptr<device::BackendStream>, std::string>;
+    const bool output = fmt.direction == wire::Direction::Output;
+    const std::string pcm_name = output || opts_.capture_device.empty() ? device_ : opts_.capture_device;
+    const auto afmt = alsa_format(fmt.format);
+    const std::uint32_t fb = fmt.frame_bytes();
+    if (!afmt || fb == 0) return R(Unexpected{fmt::format("{}: format {} has no ALSA equivalent", pcm_name, wire::name(fmt.format))});
+    if (fmt.rate == 0 || fmt.channels == 0) return R(Unexpected{fmt::format("{}: empty rate or channel count", pcm_name)});
+    const char* fname = snd_pcm_format_name(*afmt);
+
+    PcmHandle h;
+    if (int e = snd_pcm_open(&h.pcm, pcm_name.c_str(), output ? SND_PCM_STREAM_PLAYBACK : SND_PCM_STREAM_CAPTURE,
+                             SND_PCM_NONBLOCK);
+        e < 0) {
+        h.pcm = nullptr;
+        return R(Unexpected{fmt::format("{}: cannot open for {}: {}", pcm_name, output ? "playback" : "capture", snd_strerror(e))});
+    }
+    auto err = [&](const std::string& what, int e) {
+        return R(Unexpected{fmt::format("{}: {}: {}", pcm_name, what, snd_strerror(e))});
+    };
+
+    snd_pcm_hw_params_t* hw_raw = nullptr;
+    if (int e = snd_pcm_hw_params_malloc(&hw_raw); e < 0) return err("snd_pcm_hw_params_malloc", e);
+    std::unique_ptr<snd_pcm_hw_params_t, HwParamsFree> hw(hw_raw);
+    if (int e = snd_pcm_hw_params_any(h.pcm, hw.get()); e < 0) return err("no hardware configuration", e);
+    if (int e = snd_pcm_hw_params_set_rate_resample(h.pcm, hw.get(), 0); e < 0) return err("cannot disable resampling", e);
+    if (int e = snd_pcm_hw_params_set_access(h.pcm, hw.get(), SND_PCM_ACCESS_RW_INTERLEAVED); e < 0)
+        return err("interleaved read/write access not supported", e);
+    if (int e = snd_pcm_hw_params_set_format(h.pcm, hw.get(), *afmt); e < 0)
+        return err(fmt::format("sample format {} not supported", fname), e);
+    if (int e = snd_pcm_hw_params_set_channels(h.pcm, hw.get(), fmt.channels); e < 0) {
+        unsigned lo = 0, hi = 0;
+        snd_pcm_hw_params_get_channels_min(hw.get(), &lo);
+        snd_pcm_hw_params_get_channels_max(hw.get(), &hi);
+        return err(fmt::format("{} channels not supported (device: {}..{})", fmt.channels, lo, hi), e);
+    }
+    if (int e = snd_pcm_hw_params_set_rate(h.pcm, hw.get(), fmt.rate, 0); e < 0) {
+        unsigned lo = 0, hi = 0;
+        snd_pcm_hw_params_get_rate_min(hw.get(), &lo, nullptr);
+        snd_pcm_hw_params_get_rate_max(hw.get(), &hi, nullptr);
+        return err(fmt::format("rate {} Hz not supported without resampling (device: {}..{} Hz)", fmt.rate, lo, hi), e);
+    }
+    AlsaGeometry geo = plan_alsa_geometry(fmt, opts_);
+    snd_pcm_uframes_t period = geo.period_frames, buffer = geo.buffer_frames;
+    int dir = 0;
+    if (int e = snd_pcm_hw_params_set_period_size_near(h.pcm, hw.get(), &period, &dir); e < 0)
+        return err(fmt::format("cannot set a period near {} frames", geo.period_frames), e);
+    buffer = std::max<snd_pcm_uframes_t>(buffer, 2 * period);
+    if (int e = snd_pcm_hw_params_set_buffer_size_near(h.pcm, hw.get(), &buffer); e < 0)
+        return err(fmt::format("cannot set a buffer near {} frames", buffer), e);
+    if (int e = snd_pcm_hw_params(h.pcm, hw.get()); e < 0) return err("snd_pcm_hw_params", e);
+    snd_pcm_hw_params_get_period_size(hw.get(), &period, &dir);
+    snd_pcm_hw_params_get_buffer_size(hw.get(), &buffer);
+    const bool can_pause = snd_pcm_hw_params_can_pause(hw.get()) != 0;
+    const bool link_tstamp = snd_pcm_hw_params_supports_audio_ts_type(hw.get(), SND_PCM_AUDIO_TSTAMP_TYPE_LINK) ||
+                             snd_pcm_hw_params_supports_audio_ts_type(hw.get(), SND_PCM_AUDIO_TSTAMP_TYPE_LINK_ABSOLUTE);
+
+    // What the device granted decides the final levels.
+    const auto p = static_cast<std::uint32_t>(period), b = static_cast<std::uint32_t>(buffer);
+    const AlsaGeometry planned = geo;
+    geo.period_frames = p;
+    geo.buffer_frames = b;
+    geo.pause = can_pause && opts_.use_pause;
+    std::uint32_t avail_min = p;
+    if (output) {
+        geo.fill_frames = std::clamp(std::min(planned.fill_frames, std::max(2u, opts_.periods) * p), std::min(p, b), b);
+        const std::uint32_t step = std::min(p, geo.fill_frames);
+        geo.ring_frames = geo.fill_frames + step;
+        geo.start_frames = geo.fill_frames;
+        avail_min = b - geo.fill_frames + step;
+    } else {
+        geo.ring_frames = std::max(planned.ring_frames, 4 * p + p);
+    }
+
+    snd_pcm_sw_params_t* sw_raw = nullptr;
+    if (int e = snd_pcm_sw_params_malloc(&sw_raw); e < 0) return err("snd_pcm_sw_params_malloc", e);
+    std::unique_ptr<snd_pcm_sw_params_t, SwParamsFree> sw(sw_raw);
+    snd_pcm_uframes_t boundary = 0;
+    bool silence_ok = !output;
+    if (int e = snd_pcm_sw_params_current(h.pcm, sw.get()); e < 0) return err("snd_pcm_sw_params_current", e);
+    snd_pcm_sw_params_get_boundary(sw.get(), &boundary);
+    if (int e = snd_pcm_sw_params_set_avail_min(h.pcm, sw.get(), avail_min); e < 0) return err("set avail_min", e);
+    if (int e = snd_pcm_sw_params_set_start_threshold(h.pcm, sw.get(), boundary); e < 0) // we start explicitly
+        return err("set start threshold", e);
+    if (int e = snd_pcm_sw_params_set_stop_threshold(h.pcm, sw.get(), buffer); e < 0) return err("set stop threshold", e);
+    if (output) {
+        // Keep everything after our last frame silent ("top-up" with threshold = size = buffer):
+        // a hardware pointer that runs past it before the underrun is noticed (snd-aloop copies
+        // up to a period more) plays silence, never the stale frames of the previous lap.
+        // (silence_size = boundary, the "fill the played area" mode meant for free-running
+        // dmix-style PCMs, does not do this: aloop replayed a buffer-old lap after underruns.)
+        // alsa-lib wants threshold < buffer, the kernel size ≤ threshold: one frame short of it.
+        silence_ok = snd_pcm_sw_params_set_silence_threshold(h.pcm, sw.get(), buffer - 1) == 0 &&
+                     snd_pcm_sw_params_set_silence_size(h.pcm, sw.get(), buffer - 1) == 0;
+        if (!silence_ok) snd_pcm_sw_params_set_silence_size(h.pcm, sw.get(), 0);
+    }
+    snd_pcm_sw_params_set_period_event(h.pcm, sw.get(), 0);
+    bool htstamp_ok = snd_pcm_sw_params_set_tstamp_mode(h.pcm, sw.get(), SND_PCM_TSTAMP_ENABLE) == 0;
+    htstamp_ok = snd_pcm_sw_params_set_tstamp_type(h.pcm, sw.get(), SND_PCM_TSTAMP_TYPE_MONOTONIC) == 0 && htstamp_ok;
+    if (int e = snd_pcm_sw_params(h.pcm, sw.get()); e < 0) return err("snd_pcm_sw_params", e);
+    if (int e = snd_pcm_prepare(h.pcm); e < 0) return err("snd_pcm_prepare", e);
+
+    const int npfds = snd_pcm_poll_descriptors_count(h.pcm);
+    if (npfds <= 0 || npfds > static_cast<int>(kMaxPollFds))
+        return R(Unexpected{fmt::format("{}: {} poll descriptors (1..{} supported)", pcm_name, npfds, kMaxPollFds)});
+    std::array<pollfd, kMaxPollFds> pfds{};
+    if (int e = snd_pcm_poll_descriptors(h.pcm, pfds.data(), static_cast<unsigned>(npfds)); e < 0)
+        return err("snd_pcm_poll_descriptors", e);
+
+    snd_pcm_status_t* status = nullptr;
+    if (int e = snd_pcm_status_malloc(&status); e < 0) return err("snd_pcm_status_malloc", e);
+    const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake < 0) {
+        snd_pcm_status_free(status);
+        return R(Unexpected{fmt::format("{}: eventfd: {}", pcm_name, std::strerror(errno))});
+    }
+
+    const std::string info = fmt::format(
+        "stream {}: {} {} {} {} Hz {} ch: host period {} frames ({:.1f} ms), ALSA buffer {}, queue ≤ {}, ring {}, "
+        "guest period {} / ring {} frames; stop = {}; htstamp {}; link audio tstamp {}{}",
+        stream_id, pcm_name, output ? "playback" : "capture", fname, fmt.rate, fmt.channels, p, p * 1e3 / fmt.rate, b,
+        output ? geo.fill_frames : b, geo.ring_frames, fmt.period_bytes / fb, fmt.buffer_bytes / fb,
+        geo.pause ? "snd_pcm_pause" : "drop and keep", htstamp_ok ? "MONOTONIC" : "unavailable (using now)",
+        link_tstamp ? "offered (unused)" : "no", silence_ok ? "" : "; no silence fill (underruns may replay stale frames)");
+    if (opts_.log) opts_.log(info);
+    else fmt::print(stderr, "vsnd alsa: {}\n", info);
+
+    AlsaStream::Setup setup{pcm_name, stream_id, fmt, geo, htstamp_ok};
+    auto stream = std::make_unique<AlsaStream>(clock_, opts_, std::move(setup), h.release(), status, wake,
+                                               std::span<const pollfd>(pfds.data(), static_cast<std::size_t>(npfds)));
+    stream->launch();
+    return R(std::unique_ptr<device::BackendStream>(std::move(stream)));
+}
+
+} // namespace vsnd::backends

@@ -368,6 +368,7 @@ void SoundDevice::handle_tx(virtq::Chain& chain) {
     if (!s) why = "unknown stream";
     else if (s->cfg.direction != wire::Direction::Output) why = "not an output stream";
     else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (s->backend->failed()) why = "audio device failed";
     else if (payload == 0 || payload % s->format.frame_bytes()) why = "payload not whole frames";
     if (why) {
         log(fmt::format("tx: stream {}: {}; IO_ERR", id, why));
@@ -398,6 +399,7 @@ void SoundDevice::handle_rx(virtq::Chain& chain) {
     else if (!s) why = "unknown stream";
     else if (s->cfg.direction != wire::Direction::Input) why = "not an input stream";
     else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (s->backend->failed()) why = "audio device failed";
     else {
         const std::size_t frame = s->format.frame_bytes();
         capacity = (chain.writable_bytes - kStatusBytes) / frame * frame;

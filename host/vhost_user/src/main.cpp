@@ -7,10 +7,9 @@
 #include "vsnd/vhost_user/backend.hpp"
 #include "vsnd/vhost_user/topology_spec.hpp"
 
-#if VSND_HAVE_ALSA_BACKEND
 #include "vsnd/backends/alsa_backend.hpp"
+
 #include <alsa/asoundlib.h>
-#endif
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -31,7 +30,6 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-#if VSND_HAVE_ALSA_BACKEND
 extern "C" void quiet_alsa(const char*, int, const char*, int, const char*, ...) {}
 
 // A missing or busy device is reported at start, not at the guest's first PREPARE.
@@ -46,7 +44,6 @@ std::string probe_alsa(const std::string& name, bool playback) {
     snd_pcm_close(pcm);
     return {};
 }
-#endif
 
 // --backend wav without --capture-wav: playback into WAV files, capture of silence.
 class WavOutNullIn final : public device::AudioBackend {
@@ -131,7 +128,6 @@ int main(int argc, char** argv) {
             backend = std::make_unique<WavOutNullIn>(clock, wav_dir);
         }
     } else {
-#if VSND_HAVE_ALSA_BACKEND
         for (bool playback : {true, false}) {
             if (playback ? !outputs : !inputs) continue;
             if (auto why = probe_alsa(device_name, playback); !why.empty()) return fail(why);
@@ -139,9 +135,6 @@ int main(int argc, char** argv) {
         backends::AlsaOptions opts;
         opts.log = [log](const std::string& m) { log->info("alsa: {}", m); }; // geometry, xruns, failures
         backend = std::make_unique<backends::AlsaBackend>(clock, device_name, std::move(opts));
-#else
-        return fail("ALSA backend not available in this build");
-#endif
     }
 
     const auto policy = policy_name == "played" ? device::CompletionPolicy::Played : device::CompletionPolicy::Consumed;
