@@ -21,6 +21,11 @@ constexpr std::uint32_t kMaxBufferBytes = 64u << 20;
 
 bool is_ctl(Code c) { return c >= Code::CtlInfo && c <= Code::CtlTlvCommand; }
 
+// Division rounding toward −∞ / +∞ (C++ truncates toward 0); positions may be stamped on either
+// side of now, so both signs occur.
+__int128 div_floor(__int128 a, __int128 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+__int128 div_ceil(__int128 a, __int128 b) { return -div_floor(-a, b); }
+
 std::uint32_t clamp_u32(std::uint64_t v) {
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
 }
@@ -420,8 +425,7 @@ std::uint64_t SoundDevice::audible_bytes(Stream& s) {
     __int128 frames = pos.frames;
     if (pos.running) {
         // Extrapolate at the nominal rate, flooring also for a position stamped in the future.
-        const __int128 num = static_cast<__int128>(clock_.now() - pos.when) * s.format.rate;
-        frames += num >= 0 ? num / kNanosPerSecond : -((-num + kNanosPerSecond - 1) / kNanosPerSecond);
+        frames += div_floor(static_cast<__int128>(clock_.now() - pos.when) * s.format.rate, kNanosPerSecond);
     }
     const __int128 bytes = std::max<__int128>(frames, 0) * s.format.frame_bytes();
     return static_cast<std::uint64_t>(std::min<__int128>(bytes, s.moved));
@@ -505,14 +509,12 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         Stream& s = *sp;
         if (!s.backend) continue;
         consider(s.backend->next_wakeup());
-        // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry):
-        // if data can move right now, the device must not go to sleep.
-        // A paced card frees room continuously, so "some room" is almost always true: only room
-        // for a whole period (or for all that is left) is worth waking for.
+        // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
+        // data can move right now, the device must not sleep. A paced card frees room
+        // continuously, so only room for a period (or all that is left) is worth waking for.
         if (!s.pending.empty()) {
             if (s.cfg.direction == wire::Direction::Output) {
-                std::uint64_t uncopied = 0;
-                for (const auto& io : s.pending) uncopied += io.payload - io.done;
+                const std::uint64_t uncopied = s.queued - s.moved;
                 if (uncopied && s.backend->writable_bytes() >= std::min<std::uint64_t>(uncopied, s.format.period_bytes))
                     consider(clock_.now());
             } else if (s.backend->readable_bytes() > 0) {
@@ -528,10 +530,7 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
         const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
         const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
-        const __int128 num = ahead * kNanosPerSecond;
-        const Nanos t = pos.when + static_cast<Nanos>(num >= 0 ? (num + s.format.rate - 1) / s.format.rate
-                                                               : -(-num / s.format.rate));
-        consider(t);
+        consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kNanosPerSecond, s.format.rate)));
     }
     return next;
 }
