@@ -28,10 +28,13 @@ add_backports() {
     sudo_ apt-get update -qq
 }
 
+# python3: vm-images/run-vm and the VM tests; kmod: depmod for the guest image (a minimal root
+# such as the debian:bookworm image has neither).
 pkgs=(build-essential cmake ninja-build pkg-config clang-14 libclang-rt-14-dev
       libboost-dev libasound2-dev libsndfile1-dev libcli11-dev libspdlog-dev libfmt-dev
       nlohmann-json3-dev libspeexdsp-dev libgtest-dev libgmock-dev libbenchmark-dev
-      linux-libc-dev alsa-utils cpio busybox-static xz-utils iproute2 nftables)
+      linux-libc-dev alsa-utils cpio busybox-static xz-utils zstd iproute2 nftables
+      python3 kmod binutils)
 bpo_pkgs=(qemu-system-x86)
 
 missing=()
