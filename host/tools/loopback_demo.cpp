@@ -4,7 +4,7 @@
 // signal, and the driver's playback clock is compared with when each frame was really played.
 #include "vsnd/audio/test_signal.hpp"
 #include "vsnd/backends/wav_backend.hpp"
-#include "vsnd/backends/wav_file.hpp"
+#include "vsnd/audio/wav_file.hpp"
 #include "vsnd/device/sound_device.hpp"
 #include "vsnd/driver/sound_driver.hpp"
 #include "vsnd/transport/device_runner.hpp"
@@ -120,10 +120,10 @@ int main(int argc, char** argv) {
     stop_device();
 
     // What was played, exactly?
-    auto reader = backends::WavFileReader::open(backend.output_path(0));
+    auto reader = audio::WavFileReader::open(backend.output_path(0));
     if (!reader) return fail(reader.error());
     device::StreamFormat sf{wire::Direction::Output, *fmt_code, rate, static_cast<std::uint8_t>(channels), 0, 0};
-    const auto played = (*reader)->read_all(sf);
+    const auto played = (*reader)->read_all(sf.spec());
     const auto mismatch = signal.compare(played, 0);
     const std::uint64_t played_frames = played.size() / sf.frame_bytes();
 

@@ -4,7 +4,7 @@
 //                            with --prefix); compares values, so a 24-bit sample matches whether
 //                            stored packed or in a 32-bit container
 #include "vsnd/audio/test_signal.hpp"
-#include "vsnd/backends/wav_file.hpp"
+#include "vsnd/audio/wav_file.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -97,14 +97,13 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     if (*cmp) return compare(a, b, prefix);
-    const std::map<std::string, wire::PcmFormat> formats{{"S16", wire::PcmFormat::S16}, {"S24", wire::PcmFormat::S24},
-                                                         {"S32", wire::PcmFormat::S32}, {"FLOAT", wire::PcmFormat::Float}};
-    if (!formats.count(format)) {
+    const auto code = audio::parse_format(format);
+    if (!code || !audio::wav_can_hold(*code)) {
         fmt::print(stderr, "vsnd-wav-tool: unknown format {}\n", format);
         return 2;
     }
-    const device::StreamFormat sf{wire::Direction::Output, formats.at(format), rate, static_cast<std::uint8_t>(channels), 0, 0};
-    auto w = backends::WavFileWriter::open(out, sf, false);
+    const audio::SampleSpec sf{*code, rate, static_cast<std::uint8_t>(channels)};
+    auto w = audio::WavFileWriter::open(out, sf, false);
     if (!w) {
         fmt::print(stderr, "vsnd-wav-tool: {}\n", w.error());
         return 2;

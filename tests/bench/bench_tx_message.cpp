@@ -54,7 +54,7 @@ void control(transport::LoopbackDriverEnd& drv, transport::LoopbackDeviceEnd& de
     virtq::DriverBuffer b[] = {{mem.gpa, static_cast<std::uint32_t>(req.size()), false}, {mem.gpa + 64, 4, true}};
     drv.queue(0).add(b, 0);
     drv.queue(0).publish();
-    dev.device().on_kick(device::QueueIndex::Control);
+    dev.device().on_kick(wire::QueueIndex::Control);
     while (drv.queue(0).reap()) {}
 }
 
@@ -84,7 +84,7 @@ void BM_TxMessage(benchmark::State& state) {
     for (auto _ : state) {
         drv.queue(2).add(bufs, 1);
         drv.queue(2).publish();
-        dev.on_kick(device::QueueIndex::Tx);
+        dev.on_kick(wire::QueueIndex::Tx);
         auto u = drv.queue(2).reap();
         benchmark::DoNotOptimize(u);
     }

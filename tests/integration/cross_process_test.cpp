@@ -3,7 +3,7 @@
 // interrupts a second, which is where a missing memory barrier shows up as a stall.
 #include "vsnd/audio/test_signal.hpp"
 #include "vsnd/backends/wav_backend.hpp"
-#include "vsnd/backends/wav_file.hpp"
+#include "vsnd/audio/wav_file.hpp"
 #include "vsnd/driver/sound_driver.hpp"
 #include "vsnd/transport/device_runner.hpp"
 
@@ -53,7 +53,7 @@ TEST_F(TwoProcesses, PlaybackAndCaptureBitExactInRealTime) {
     audio::TestSignal sig(fmt, 2);
     {
         device::StreamFormat sf{wire::Direction::Input, fmt, 48000, 2, 0, 0};
-        auto w = backends::WavFileWriter::open(dir / "capture.wav", sf, false);
+        auto w = audio::WavFileWriter::open(dir / "capture.wav", sf.spec(), false);
         ASSERT_TRUE(w);
         std::vector<std::uint8_t> buf(48000 * 4);
         sig.fill(buf, 0);
@@ -137,9 +137,9 @@ TEST_F(TwoProcesses, PlaybackAndCaptureBitExactInRealTime) {
         }
         ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-        auto reader = backends::WavFileReader::open(dir / "stream-0.wav");
+        auto reader = audio::WavFileReader::open(dir / "stream-0.wav");
         ASSERT_TRUE(reader);
-        const auto played = (*reader)->read_all({wire::Direction::Output, fmt, 48000, 2, 0, 0});
+        const auto played = (*reader)->read_all({fmt, 48000, 2});
         if (policy == device::CompletionPolicy::Played) {
             EXPECT_EQ(played.size(), total * 4) << "completion on playback: nothing lost at stop";
         } else {

@@ -3,7 +3,7 @@
 #include "../support/sim_rig.hpp"
 
 #include "vsnd/backends/wav_backend.hpp"
-#include "vsnd/backends/wav_file.hpp"
+#include "vsnd/audio/wav_file.hpp"
 
 #include <unistd.h>
 
@@ -32,12 +32,12 @@ struct WavRig {
     ~WavRig() { std::filesystem::remove_all(dir); }
 
     std::vector<std::uint8_t> read(const std::string& name, wire::PcmFormat f, std::uint32_t rate, std::uint8_t ch) {
-        auto r = backends::WavFileReader::open(dir / name);
+        auto r = audio::WavFileReader::open(dir / name);
         EXPECT_TRUE(r) << name;
         if (!r) return {};
         EXPECT_EQ((*r)->rate(), rate);
         EXPECT_EQ((*r)->channels(), ch);
-        return (*r)->read_all({wire::Direction::Output, f, rate, ch, 0, 0});
+        return (*r)->read_all({f, rate, ch});
     }
 };
 
@@ -92,7 +92,7 @@ TEST(WavBackend, CaptureFromFileThenSilence) {
     const device::StreamFormat sf{wire::Direction::Input, wire::PcmFormat::Float, 44100, 2, 0, 0};
     audio::TestSignal sig(wire::PcmFormat::Float, 2);
     {
-        auto w = backends::WavFileWriter::open(rig.dir / "in.wav", sf, false);
+        auto w = audio::WavFileWriter::open(rig.dir / "in.wav", sf.spec(), false);
         ASSERT_TRUE(w);
         std::vector<std::uint8_t> b(4410 * 8);
         sig.fill(b, 0);

@@ -177,7 +177,7 @@ TEST(StateMachine, SetParamsAgainAfterDeviceReset) {
     EXPECT_EQ(rig.device.stats(0).state, PcmState::Initial);
     rig.device.attach({&rig.link.device_end().queue(0), &rig.link.device_end().queue(1),
                        &rig.link.device_end().queue(2), &rig.link.device_end().queue(3)},
-                      [&](device::QueueIndex q) { rig.transport.call(static_cast<unsigned>(q)).signal(); });
+                      [&](wire::QueueIndex q) { rig.transport.call(static_cast<unsigned>(q)).signal(); });
     ASSERT_EQ(rig.control(params(0)), Status::Ok);
     ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
 }

@@ -1,12 +1,12 @@
 // The playback clock on synthetic completions: it learns a rate off nominal, answers between
 // updates, holds while paused, and re-anchors on a discontinuity.
-#include "vsnd/driver/playback_clock.hpp"
+#include "vsnd/timing/playback_clock.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-namespace vsnd::driver {
+namespace vsnd::timing {
 namespace {
 
 // Completions every `period` frames of a card at `rate`·(1+ppm), starting at t0.
@@ -76,4 +76,4 @@ TEST(PlaybackClock, DiscontinuityReanchors) {
 }
 
 } // namespace
-} // namespace vsnd::driver
+} // namespace vsnd::timing

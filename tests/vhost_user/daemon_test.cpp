@@ -134,7 +134,7 @@ TEST_F(DaemonTest, PlaysAndCapturesForAFrontEndInAnotherProcess) {
     const auto sock = dir / "vsnd.sock";
     {
         const device::StreamFormat sf{wire::Direction::Input, wire::PcmFormat::S16, 48000, 2, 0, 0};
-        auto w = backends::WavFileWriter::open(dir / "in.wav", sf, false);
+        auto w = audio::WavFileWriter::open(dir / "in.wav", sf.spec(), false);
         ASSERT_TRUE(w);
         std::vector<std::uint8_t> buf(48000 * 4);
         audio::TestSignal(wire::PcmFormat::S16, 2).fill(buf, 0);
@@ -194,9 +194,9 @@ TEST_F(DaemonTest, PlaysAndCapturesForAFrontEndInAnotherProcess) {
     auto [code, err] = d.wait();
     EXPECT_EQ(code, 0) << err;
     EXPECT_EQ(err, "") << "warnings or errors logged";
-    auto r = backends::WavFileReader::open(dir / "out" / "stream-0.wav");
+    auto r = audio::WavFileReader::open(dir / "out" / "stream-0.wav");
     ASSERT_TRUE(r) << r.error();
-    const auto played = (*r)->read_all({wire::Direction::Output, wire::PcmFormat::S16, 48000, 2, 0, 0});
+    const auto played = (*r)->read_all({wire::PcmFormat::S16, 48000, 2});
     EXPECT_EQ(played.size(), total * 4);
     EXPECT_FALSE(sig.compare(played, 0));
 }

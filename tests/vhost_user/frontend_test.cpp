@@ -50,12 +50,12 @@ const driver::PcmConfig kCfg{kFmt, 48000, 2, 480, 4, 0}; // 10 ms periods
 }
 
 std::vector<std::uint8_t> read_wav(const std::filesystem::path& p) {
-    auto r = backends::WavFileReader::open(p);
+    auto r = audio::WavFileReader::open(p);
     if (!r) {
         ADD_FAILURE() << r.error();
         return {};
     }
-    return (*r)->read_all({wire::Direction::Output, kFmt, 48000, 2, 0, 0});
+    return (*r)->read_all({kFmt, 48000, 2});
 }
 
 TEST(VhostUserFrontend, NegotiatesLikeQemu) {

@@ -5,7 +5,7 @@
 
 #include "vsnd/audio/test_signal.hpp"
 #include "vsnd/backends/wav_backend.hpp"
-#include "vsnd/backends/wav_file.hpp"
+#include "vsnd/audio/wav_file.hpp"
 #include "vsnd/vhost_user/backend.hpp"
 #include "vsnd/vhost_user/protocol.hpp"
 #include "vsnd/vhost_user/socket_io.hpp"
@@ -216,7 +216,7 @@ struct ServerRig {
     // Writes `frames` of the TestSignal (S16, 48 kHz, stereo) as the capture source.
     void write_capture(std::uint64_t frames) {
         const device::StreamFormat sf{wire::Direction::Input, wire::PcmFormat::S16, 48000, 2, 0, 0};
-        auto w = backends::WavFileWriter::open(dir / "capture.wav", sf, false);
+        auto w = audio::WavFileWriter::open(dir / "capture.wav", sf.spec(), false);
         ASSERT_TRUE(w);
         std::vector<std::uint8_t> buf(frames * 4);
         audio::TestSignal(wire::PcmFormat::S16, 2).fill(buf, 0);

@@ -23,7 +23,7 @@
 
 #include "host_clock_layout.hpp"
 
-#include "vsnd/clock.hpp"
+#include "vsnd/timing/clock.hpp"
 
 namespace {
 

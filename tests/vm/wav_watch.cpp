@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vsnd/clock.hpp"
+#include "vsnd/timing/clock.hpp"
 
 namespace {
 

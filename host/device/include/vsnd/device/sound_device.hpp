@@ -1,0 +1,115 @@
+// The virtio-snd device model: control requests, the PCM state machine, tx/rx I/O messages and
+// the event queue, independent of transport (vhost-user or an in-process ring) and of the audio
+// backend. Single-threaded: the owner calls on_kick() when the driver notifies a queue and
+// process() whenever next_deadline() passes.
+#pragma once
+
+#include "vsnd/timing/clock.hpp"
+#include "vsnd/device/audio_backend.hpp"
+#include "vsnd/device/pcm_state.hpp"
+#include "vsnd/device/topology.hpp"
+#include "vsnd/virtq/device_queue.hpp"
+
+#include <array>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vsnd::device {
+
+
+// When a tx message is returned to the driver.
+enum class CompletionPolicy {
+    Played,   // when its last frame is audible; latency_bytes = what is still not audible (≈ 0)
+    Consumed, // when it has been copied to the backend (and the stream runs); latency_bytes =
+              // bytes of completed messages not yet audible
+};
+
+struct StreamStats {
+    PcmState state = PcmState::Initial;
+    std::uint64_t messages_completed = 0;
+    std::uint64_t bytes_received = 0;   // tx payload accepted, or rx bytes delivered
+    std::uint64_t io_errors = 0;        // messages answered IO_ERR
+    std::uint64_t xruns = 0;
+    std::uint32_t last_latency_bytes = 0;
+};
+
+using Notifier = std::function<void(wire::QueueIndex)>;
+using Logger = std::function<void(const std::string&)>;
+
+class SoundDevice {
+public:
+    SoundDevice(Topology topology, AudioBackend& backend, const Clock& clock,
+                CompletionPolicy policy = CompletionPolicy::Played);
+    ~SoundDevice();
+    SoundDevice(const SoundDevice&) = delete;
+    SoundDevice& operator=(const SoundDevice&) = delete;
+
+    const Topology& topology() const { return topology_; }
+    wire::Config config() const;
+    std::uint64_t device_features() const { return 0; } // no VIRTIO_SND_F_CTLS
+
+    // The driver started the device: its four queues and how to interrupt it.
+    void attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queues, Notifier notify);
+    // Device reset or transport gone: streams return to their initial state. Pending messages
+    // are dropped without completion (their rings no longer exist).
+    void reset();
+    bool attached() const { return queues_[0] != nullptr; }
+
+    void on_kick(wire::QueueIndex q);
+    // Moves audio between pending messages and the backend, completes what is due.
+    void process();
+    // Next instant process() has work to do, if any.
+    std::optional<Nanos> next_deadline();
+
+    void set_jack_connected(std::uint32_t jack_id, bool connected);
+    StreamStats stats(std::uint32_t stream_id) const;
+    void set_logger(Logger log) { log_ = std::move(log); }
+
+private:
+    struct Stream;
+    struct PendingIo;
+
+    void handle_control(virtq::Chain& chain);
+    void handle_tx(virtq::Chain& chain);
+    void handle_rx(virtq::Chain& chain);
+    void drain_queue(wire::QueueIndex q);
+    void refuse_chain(wire::QueueIndex q, const virtq::ChainFault& fault);
+
+    wire::Status query_info(std::span<const std::uint8_t> req, virtq::ChainWriter& out, std::size_t& written);
+    wire::Status pcm_command(wire::Code code, std::span<const std::uint8_t> req);
+    wire::Status jack_remap(std::span<const std::uint8_t> req);
+
+    void pump_output(Stream& s);
+    void pump_input(Stream& s);
+    void complete_io(Stream& s, wire::QueueIndex q, PendingIo& io, wire::Status status, std::uint32_t latency_bytes);
+    void complete_chain(wire::QueueIndex q, const virtq::Chain& chain, wire::Status status,
+                        std::uint32_t latency_bytes, std::uint32_t data_bytes);
+    void flush_stream(Stream& s);
+    void close_backend(Stream& s);
+    std::uint64_t audible_bytes(Stream& s);
+    void queue_event(wire::Code type, std::uint32_t data);
+    void deliver_events();
+    void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
+    void flush_notifications();
+    void log(const std::string& msg) const;
+
+    Topology topology_;
+    AudioBackend& backend_;
+    const Clock& clock_;
+    CompletionPolicy policy_;
+    std::array<virtq::DeviceQueue*, wire::kQueueCount> queues_{};
+    std::array<bool, wire::kQueueCount> pushed_{};
+    Notifier notify_;
+    Logger log_;
+    std::vector<std::unique_ptr<Stream>> streams_;
+    std::vector<bool> jack_connected_;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
+    std::deque<wire::Event> events_;
+    std::uint64_t events_dropped_ = 0;
+};
+
+} // namespace vsnd::device

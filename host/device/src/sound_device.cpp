@@ -1,0 +1,578 @@
+#include "vsnd/device/sound_device.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <limits>
+
+namespace vsnd::device {
+
+using wire::Code;
+using wire::Status;
+
+namespace {
+
+constexpr std::size_t kStatusBytes = wire::wire_size<wire::PcmStatus>;
+constexpr std::size_t kXferBytes = wire::wire_size<wire::PcmXfer>;
+constexpr std::size_t kMaxControlRequest = 64;   // largest request we understand is 24 bytes
+constexpr std::size_t kMaxPendingEvents = 256;
+constexpr std::uint32_t kMaxBufferBytes = 64u << 20;
+
+bool is_ctl(Code c) { return c >= Code::CtlInfo && c <= Code::CtlTlvCommand; }
+
+// Division rounding toward −∞ / +∞ (C++ truncates toward 0); positions may be stamped on either
+// side of now, so both signs occur.
+__int128 div_floor(__int128 a, __int128 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+__int128 div_ceil(__int128 a, __int128 b) { return -div_floor(-a, b); }
+
+std::uint32_t clamp_u32(std::uint64_t v) {
+    return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
+}
+
+} // namespace
+
+struct SoundDevice::PendingIo {
+    virtq::Chain chain;
+    std::uint64_t start;   // stream byte offset of its first payload byte
+    std::uint32_t payload; // tx: payload bytes; rx: capacity for captured bytes
+    std::uint32_t done = 0;// tx: bytes handed to the backend; rx: bytes captured into it
+};
+
+struct SoundDevice::Stream {
+    std::uint32_t id;
+    StreamConfig cfg;
+    PcmState state = PcmState::Initial;
+    std::optional<wire::PcmSetParams> params;
+    StreamFormat format;
+    std::unique_ptr<BackendStream> backend;
+    std::deque<PendingIo> pending;
+    std::uint64_t queued = 0;  // bytes of all messages accepted since PREPARE
+    std::uint64_t moved = 0;   // bytes handed to (tx) or taken from (rx) the backend
+    StreamStats stats;
+};
+
+SoundDevice::SoundDevice(Topology topology, AudioBackend& backend, const Clock& clock, CompletionPolicy policy)
+    : topology_(std::move(topology)), backend_(backend), clock_(clock), policy_(policy) {
+    for (std::uint32_t i = 0; i < topology_.streams.size(); ++i) {
+        auto s = std::make_unique<Stream>();
+        s->id = i;
+        s->cfg = topology_.streams[i];
+        streams_.push_back(std::move(s));
+    }
+    for (const auto& j : topology_.jacks) jack_connected_.push_back(j.connected);
+    jack_remap_.assign(topology_.jacks.size(), {0, 0});
+}
+
+SoundDevice::~SoundDevice() = default;
+
+wire::Config SoundDevice::config() const {
+    return {static_cast<std::uint32_t>(topology_.jacks.size()), static_cast<std::uint32_t>(topology_.streams.size()),
+            static_cast<std::uint32_t>(topology_.chmaps.size()), 0};
+}
+
+void SoundDevice::log(const std::string& msg) const {
+    if (log_) log_(msg);
+}
+
+void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queues, Notifier notify) {
+    queues_ = queues;
+    notify_ = std::move(notify);
+    pushed_ = {};
+}
+
+void SoundDevice::reset() {
+    for (auto& s : streams_) {
+        s->pending.clear();
+        s->backend.reset();
+        s->state = PcmState::Initial;
+        s->params.reset();
+        s->queued = s->moved = 0;
+        s->stats.state = PcmState::Initial;
+    }
+    events_.clear();
+    queues_ = {};
+    notify_ = nullptr;
+}
+
+// ---- queues ------------------------------------------------------------------------------------
+
+void SoundDevice::push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len) {
+    queues_[static_cast<unsigned>(q)]->push(head, len);
+    pushed_[static_cast<unsigned>(q)] = true;
+}
+
+void SoundDevice::flush_notifications() {
+    for (unsigned q = 0; q < wire::kQueueCount; ++q) {
+        if (!pushed_[q]) continue;
+        pushed_[q] = false;
+        if (queues_[q]->should_notify() && notify_) notify_(static_cast<wire::QueueIndex>(q));
+    }
+}
+
+void SoundDevice::refuse_chain(wire::QueueIndex q, const virtq::ChainFault& fault) {
+    log(fmt::format("queue {}: malformed descriptor chain (head {}): {}", static_cast<unsigned>(q), fault.head,
+                    virtq::describe(fault.error)));
+    if (fault.head_valid) push(q, fault.head, 0);
+}
+
+void SoundDevice::on_kick(wire::QueueIndex q) {
+    if (!attached()) return;
+    if (q == wire::QueueIndex::Event)
+        deliver_events();
+    else
+        drain_queue(q);
+    process();
+}
+
+void SoundDevice::drain_queue(wire::QueueIndex q) {
+    auto* queue = queues_[static_cast<unsigned>(q)];
+    while (auto r = queue->pop()) {
+        if (!*r) {
+            refuse_chain(q, r->error());
+            continue;
+        }
+        auto& chain = r->value();
+        switch (q) {
+        case wire::QueueIndex::Control: handle_control(chain); break;
+        case wire::QueueIndex::Tx: handle_tx(chain); break;
+        case wire::QueueIndex::Rx: handle_rx(chain); break;
+        case wire::QueueIndex::Event: break;
+        }
+    }
+    if (queue->broken()) log(fmt::format("queue {}: available index corrupted; queue stopped", static_cast<unsigned>(q)));
+}
+
+// ---- control queue -----------------------------------------------------------------------------
+
+void SoundDevice::handle_control(virtq::Chain& chain) {
+    if (chain.writable_bytes < wire::wire_size<wire::StatusHeader>) {
+        log("control: request without room for a response; returned unanswered");
+        push(wire::QueueIndex::Control, chain.head, 0);
+        return;
+    }
+    virtq::ChainWriter out(chain);
+    std::size_t written = wire::wire_size<wire::StatusHeader>;
+    Status status = Status::BadMsg;
+
+    std::array<std::uint8_t, kMaxControlRequest> buf{};
+    virtq::ChainReader in(chain);
+    const std::size_t req_len = in.remaining();
+    in.read(std::span(buf).first(std::min(req_len, buf.size())));
+    auto code = wire::peek_code(std::span(buf).first(std::min(req_len, buf.size())));
+    if (!code) {
+        log("control: request shorter than its header");
+    } else if (is_ctl(*code)) {
+        status = Status::NotSupp; // VIRTIO_SND_F_CTLS is not offered
+    } else if (req_len > buf.size()) {
+        log(fmt::format("control: {} request of {} bytes is oversized", wire::name(*code), req_len));
+    } else {
+        const auto req = std::span<const std::uint8_t>(buf).first(req_len);
+        switch (*code) {
+        case Code::JackInfo:
+        case Code::PcmInfo:
+        case Code::ChmapInfo: status = query_info(req, out, written); break;
+        case Code::JackRemap: status = jack_remap(req); break;
+        case Code::PcmSetParams:
+        case Code::PcmPrepare:
+        case Code::PcmRelease:
+        case Code::PcmStart:
+        case Code::PcmStop: status = pcm_command(*code, req); break;
+        default:
+            log(fmt::format("control: unknown request code {:#x}", static_cast<std::uint32_t>(*code)));
+            status = Status::NotSupp;
+        }
+    }
+    if (status != Status::Ok) written = wire::wire_size<wire::StatusHeader>;
+    out.write_at(0, wire::encode(wire::StatusHeader{status}));
+    push(wire::QueueIndex::Control, chain.head, static_cast<std::uint32_t>(written));
+}
+
+Status SoundDevice::query_info(std::span<const std::uint8_t> req, virtq::ChainWriter& out, std::size_t& written) {
+    auto q = wire::decode<wire::QueryInfo>(req);
+    if (!q) {
+        log(fmt::format("control: query: {}", wire::describe(q.error())));
+        return Status::BadMsg;
+    }
+    std::size_t total = 0, item = 0;
+    switch (q->code) {
+    case Code::JackInfo: total = topology_.jacks.size(); item = wire::wire_size<wire::JackInfo>; break;
+    case Code::PcmInfo: total = topology_.streams.size(); item = wire::wire_size<wire::PcmInfo>; break;
+    default: total = topology_.chmaps.size(); item = wire::wire_size<wire::ChmapInfo>; break;
+    }
+    if (q->size < item || q->start_id > total || q->count > total - q->start_id) {
+        log(fmt::format("control: {} start {} count {} size {} outside 0..{} items of {} bytes", wire::name(q->code),
+                        q->start_id, q->count, q->size, total, item));
+        return Status::BadMsg;
+    }
+    const std::uint64_t need = wire::wire_size<wire::StatusHeader> + std::uint64_t{q->count} * q->size;
+    if (need > out.capacity()) {
+        log(fmt::format("control: {} response needs {} bytes, driver gave {}", wire::name(q->code), need, out.capacity()));
+        return Status::BadMsg;
+    }
+    static constexpr std::array<std::uint8_t, 64> zeros{};
+    for (std::uint32_t i = 0; i < q->count; ++i) {
+        const std::size_t at = wire::wire_size<wire::StatusHeader> + std::size_t{i} * q->size;
+        const std::uint32_t id = q->start_id + i;
+        // An item larger than ours (a newer driver) gets our structure and zeros after it.
+        for (std::size_t z = item; z < q->size; z += zeros.size())
+            out.write_at(at + z, std::span(zeros).first(std::min(zeros.size(), q->size - z)));
+        if (q->code == Code::JackInfo) {
+            const auto& j = topology_.jacks[id];
+            out.write_at(at, wire::encode(wire::JackInfo{j.hda_fn_nid, j.remappable ? wire::kJackFeatureRemap : 0u,
+                                                         j.hda_reg_defconf, j.hda_reg_caps, jack_connected_[id]}));
+        } else if (q->code == Code::PcmInfo) {
+            const auto& s = topology_.streams[id];
+            out.write_at(at, wire::encode(wire::PcmInfo{s.hda_fn_nid, s.features, s.formats, s.rates, s.direction,
+                                                        s.channels_min, s.channels_max}));
+        } else {
+            const auto& c = topology_.chmaps[id];
+            wire::ChmapInfo info{c.hda_fn_nid, c.direction, static_cast<std::uint8_t>(c.positions.size()), {}};
+            std::copy(c.positions.begin(), c.positions.end(), info.positions.begin());
+            out.write_at(at, wire::encode(info));
+        }
+    }
+    written = static_cast<std::size_t>(need);
+    return Status::Ok;
+}
+
+Status SoundDevice::jack_remap(std::span<const std::uint8_t> req) {
+    auto r = wire::decode<wire::JackRemap>(req);
+    if (!r) return Status::BadMsg;
+    if (r->jack_id >= topology_.jacks.size()) return Status::BadMsg;
+    if (!topology_.jacks[r->jack_id].remappable) return Status::NotSupp;
+    jack_remap_[r->jack_id] = {r->association, r->sequence};
+    return Status::Ok;
+}
+
+Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req) {
+    std::uint32_t stream_id = 0;
+    std::optional<wire::PcmSetParams> params;
+    if (code == Code::PcmSetParams) {
+        auto p = wire::decode<wire::PcmSetParams>(req);
+        if (!p) {
+            log(fmt::format("control: SET_PARAMS: {}", wire::describe(p.error())));
+            return Status::BadMsg;
+        }
+        params = *p;
+        stream_id = p->stream_id;
+    } else {
+        auto h = wire::decode<wire::PcmHeader>(req);
+        if (!h) {
+            log(fmt::format("control: {}: {}", wire::name(code), wire::describe(h.error())));
+            return Status::BadMsg;
+        }
+        stream_id = h->stream_id;
+    }
+    if (stream_id >= streams_.size()) {
+        log(fmt::format("control: {} for stream {} which does not exist", wire::name(code), stream_id));
+        return Status::BadMsg;
+    }
+    Stream& s = *streams_[stream_id];
+    auto next = transition(s.state, code);
+    if (!next) {
+        log(fmt::format("control: {} not valid for stream {} in state {}", wire::name(code), stream_id, name(s.state)));
+        return Status::BadMsg;
+    }
+
+    switch (code) {
+    case Code::PcmSetParams: {
+        const auto& p = *params;
+        const auto& c = s.cfg;
+        if (!(c.formats >> static_cast<unsigned>(p.format) & 1) || !(c.rates >> static_cast<unsigned>(p.rate) & 1) ||
+            p.channels < c.channels_min || p.channels > c.channels_max || (p.features & ~c.features)) {
+            log(fmt::format("control: SET_PARAMS stream {}: {} {} Hz {} ch features {:#x} not offered", stream_id,
+                            wire::name(p.format), wire::rate_hz(p.rate), p.channels, p.features));
+            return Status::NotSupp;
+        }
+        const std::uint32_t frame = wire::format_info(p.format)->physical_bytes * p.channels;
+        if (frame == 0 || p.period_bytes == 0 || p.buffer_bytes == 0 || p.buffer_bytes % p.period_bytes ||
+            p.period_bytes % frame) {
+            log(fmt::format("control: SET_PARAMS stream {}: buffer {} / period {} bytes do not fit {}-byte frames",
+                            stream_id, p.buffer_bytes, p.period_bytes, frame));
+            return Status::BadMsg;
+        }
+        if (p.buffer_bytes > kMaxBufferBytes) return Status::NotSupp;
+        if (s.state == PcmState::Prepared) close_backend(s);
+        s.params = p;
+        s.format = {c.direction, p.format, wire::rate_hz(p.rate), p.channels, p.period_bytes, p.buffer_bytes};
+        break;
+    }
+    case Code::PcmPrepare: {
+        if (s.backend) close_backend(s);
+        auto opened = backend_.open(stream_id, s.format);
+        if (!opened) {
+            log(fmt::format("stream {}: backend {} cannot open: {}", stream_id, backend_.name(), opened.error()));
+            return Status::IoErr;
+        }
+        s.backend = std::move(opened).value();
+        s.queued = s.moved = 0;
+        s.stats.xruns = 0;
+        break;
+    }
+    case Code::PcmStart: s.backend->start(); break;
+    case Code::PcmStop: s.backend->stop(); break;
+    case Code::PcmRelease:
+        // The spec: every pending I/O message completes before the RELEASE reply.
+        if (s.backend) close_backend(s);
+        break;
+    default: break;
+    }
+    s.state = *next;
+    s.stats.state = s.state;
+    return Status::Ok;
+}
+
+void SoundDevice::close_backend(Stream& s) {
+    flush_stream(s);
+    s.backend.reset();
+}
+
+// ---- tx / rx -----------------------------------------------------------------------------------
+
+void SoundDevice::complete_chain(wire::QueueIndex q, const virtq::Chain& chain, Status status, std::uint32_t latency_bytes,
+                                 std::uint32_t data_bytes) {
+    virtq::ChainWriter out(chain);
+    out.write_at(chain.writable_bytes - kStatusBytes, wire::encode(wire::PcmStatus{status, latency_bytes}));
+    push(q, chain.head, static_cast<std::uint32_t>(data_bytes + kStatusBytes));
+}
+
+void SoundDevice::complete_io(Stream& s, wire::QueueIndex q, PendingIo& io, Status status, std::uint32_t latency_bytes) {
+    const bool rx = q == wire::QueueIndex::Rx;
+    complete_chain(q, io.chain, status, latency_bytes, rx ? io.done : 0);
+    ++s.stats.messages_completed;
+    s.stats.last_latency_bytes = latency_bytes;
+    if (rx) s.stats.bytes_received += io.done;
+}
+
+void SoundDevice::flush_stream(Stream& s) {
+    const wire::QueueIndex q = s.cfg.direction == wire::Direction::Output ? wire::QueueIndex::Tx : wire::QueueIndex::Rx;
+    for (auto& io : s.pending) complete_io(s, q, io, Status::Ok, 0);
+    s.pending.clear();
+}
+
+void SoundDevice::handle_tx(virtq::Chain& chain) {
+    if (chain.writable_bytes < kStatusBytes) {
+        log("tx: message without room for its status; returned unanswered");
+        push(wire::QueueIndex::Tx, chain.head, 0);
+        return;
+    }
+    std::array<std::uint8_t, kXferBytes> hdr{};
+    virtq::ChainReader in(chain);
+    const bool has_hdr = in.read(hdr) == hdr.size();
+    const std::uint32_t id = has_hdr ? wire::decode<wire::PcmXfer>(hdr)->stream_id : 0;
+    Stream* s = has_hdr && id < streams_.size() ? streams_[id].get() : nullptr;
+    const std::size_t payload = chain.readable_bytes - std::min(chain.readable_bytes, kXferBytes);
+
+    const char* why = nullptr;
+    if (!s) why = "unknown stream";
+    else if (s->cfg.direction != wire::Direction::Output) why = "not an output stream";
+    else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (s->backend->failed()) why = "audio device failed";
+    else if (payload == 0 || payload % s->format.frame_bytes()) why = "payload not whole frames";
+    if (why) {
+        log(fmt::format("tx: stream {}: {}; IO_ERR", id, why));
+        if (s) ++s->stats.io_errors;
+        complete_chain(wire::QueueIndex::Tx, chain, Status::IoErr, 0, 0);
+        return;
+    }
+    s->pending.push_back({std::move(chain), s->queued, static_cast<std::uint32_t>(payload), 0});
+    s->queued += payload;
+    s->stats.bytes_received += payload;
+}
+
+void SoundDevice::handle_rx(virtq::Chain& chain) {
+    if (chain.writable_bytes < kStatusBytes) {
+        log("rx: message without room for its status; returned unanswered");
+        push(wire::QueueIndex::Rx, chain.head, 0);
+        return;
+    }
+    std::array<std::uint8_t, kXferBytes> hdr{};
+    virtq::ChainReader in(chain);
+    const bool has_hdr = chain.readable_bytes == kXferBytes && in.read(hdr) == hdr.size();
+    const std::uint32_t id = has_hdr ? wire::decode<wire::PcmXfer>(hdr)->stream_id : 0;
+    Stream* s = has_hdr && id < streams_.size() ? streams_[id].get() : nullptr;
+
+    const char* why = nullptr;
+    std::size_t capacity = 0;
+    if (!has_hdr) why = "header is not exactly one xfer structure";
+    else if (!s) why = "unknown stream";
+    else if (s->cfg.direction != wire::Direction::Input) why = "not an input stream";
+    else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (s->backend->failed()) why = "audio device failed";
+    else {
+        const std::size_t frame = s->format.frame_bytes();
+        capacity = (chain.writable_bytes - kStatusBytes) / frame * frame;
+        if (capacity == 0) why = "buffer smaller than one frame";
+    }
+    if (why) {
+        log(fmt::format("rx: stream {}: {}; IO_ERR", id, why));
+        if (s) ++s->stats.io_errors;
+        complete_chain(wire::QueueIndex::Rx, chain, Status::IoErr, 0, 0);
+        return;
+    }
+    s->pending.push_back({std::move(chain), s->queued, static_cast<std::uint32_t>(capacity), 0});
+    s->queued += capacity;
+}
+
+std::uint64_t SoundDevice::audible_bytes(Stream& s) {
+    const Position pos = s.backend->position();
+    __int128 frames = pos.frames;
+    if (pos.running) {
+        // Extrapolate at the nominal rate, flooring also for a position stamped in the future.
+        frames += div_floor(static_cast<__int128>(clock_.now() - pos.when) * s.format.rate, kNanosPerSecond);
+    }
+    const __int128 bytes = std::max<__int128>(frames, 0) * s.format.frame_bytes();
+    return static_cast<std::uint64_t>(std::min<__int128>(bytes, s.moved));
+}
+
+void SoundDevice::pump_output(Stream& s) {
+    // Hand over as much as the backend takes, oldest message first. Copying happens as late as
+    // the backend allows: pre-6.7 Linux guests queue periods before filling them.
+    std::size_t room = s.backend->writable_bytes();
+    for (auto& io : s.pending) {
+        if (room == 0) break;
+        if (io.done == io.payload) continue;
+        const std::size_t n = std::min<std::size_t>(room, io.payload - io.done);
+        virtq::ChainReader in(io.chain);
+        in.skip(kXferBytes + io.done);
+        in.visit(n, [&](std::span<const std::uint8_t> piece) { s.backend->write(piece); });
+        io.done += static_cast<std::uint32_t>(n);
+        s.moved += n;
+        room -= n;
+    }
+    if (s.pending.empty() || s.pending.front().done != s.pending.front().payload) return;
+
+    const std::uint64_t audible = audible_bytes(s);
+    while (!s.pending.empty() && s.pending.front().done == s.pending.front().payload) {
+        auto& io = s.pending.front();
+        const std::uint64_t end = io.start + io.payload;
+        if (policy_ == CompletionPolicy::Played && end > audible) break;
+        // On hand-off, complete only while running: Linux ignores latency_bytes until START and
+        // while paused, so a pre-fill completion would move its position ahead of the audio.
+        if (policy_ == CompletionPolicy::Consumed && s.state != PcmState::Started) break;
+        // latency_bytes: completed bytes not yet audible. Linux sets runtime->delay to it and adds
+        // the bytes it has not seen completed, so later messages must not be counted here.
+        complete_io(s, wire::QueueIndex::Tx, io, Status::Ok, clamp_u32(end - std::min(end, audible)));
+        s.pending.pop_front();
+    }
+}
+
+void SoundDevice::pump_input(Stream& s) {
+    std::size_t avail = s.backend->readable_bytes();
+    while (!s.pending.empty() && avail > 0) {
+        auto& io = s.pending.front();
+        const std::size_t n = std::min<std::size_t>(avail, io.payload - io.done);
+        virtq::ChainWriter out(io.chain);
+        out.visit_at(io.done, n, [&](std::span<std::uint8_t> piece) { s.backend->read(piece); });
+        io.done += static_cast<std::uint32_t>(n);
+        s.moved += n;
+        avail -= n;
+        if (io.done < io.payload) break;
+        // latency_bytes: captured after this message's last frame and still waiting here.
+        complete_io(s, wire::QueueIndex::Rx, io, Status::Ok, clamp_u32(s.backend->readable_bytes()));
+        s.pending.pop_front();
+    }
+}
+
+void SoundDevice::process() {
+    if (!attached()) return;
+    for (auto& sp : streams_) {
+        Stream& s = *sp;
+        if (!s.backend) continue;
+        if (s.cfg.direction == wire::Direction::Output)
+            pump_output(s);
+        else
+            pump_input(s);
+        const std::uint64_t x = s.backend->xruns();
+        if (x > s.stats.xruns) {
+            s.stats.xruns = x;
+            if (s.params && (s.params->features & wire::bit(wire::PcmFeature::EvtXruns)))
+                queue_event(Code::EvtPcmXrun, s.id);
+        }
+    }
+    deliver_events();
+    flush_notifications();
+}
+
+std::optional<Nanos> SoundDevice::next_deadline() {
+    std::optional<Nanos> next;
+    auto consider = [&](std::optional<Nanos> t) {
+        if (t && (!next || *t < *next)) next = t;
+    };
+    for (auto& sp : streams_) {
+        Stream& s = *sp;
+        if (!s.backend) continue;
+        consider(s.backend->next_wakeup());
+        // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
+        // data can move right now, the device must not sleep. A paced card frees room
+        // continuously, so only room for a period (or all that is left) is worth waking for.
+        if (!s.pending.empty()) {
+            if (s.cfg.direction == wire::Direction::Output) {
+                const std::uint64_t uncopied = s.queued - s.moved;
+                if (uncopied && s.backend->writable_bytes() >= std::min<std::uint64_t>(uncopied, s.format.period_bytes))
+                    consider(clock_.now());
+            } else if (s.backend->readable_bytes() > 0) {
+                consider(clock_.now());
+            }
+        }
+        if (policy_ != CompletionPolicy::Played || s.cfg.direction != wire::Direction::Output || s.pending.empty())
+            continue;
+        const auto& io = s.pending.front();
+        if (io.done != io.payload) continue;
+        const Position pos = s.backend->position();
+        if (!pos.running) continue;
+        // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
+        const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
+        const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
+        consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kNanosPerSecond, s.format.rate)));
+    }
+    return next;
+}
+
+// ---- events ------------------------------------------------------------------------------------
+
+void SoundDevice::queue_event(Code type, std::uint32_t data) {
+    if (events_.size() >= kMaxPendingEvents) {
+        events_.pop_front();
+        ++events_dropped_;
+    }
+    events_.push_back({type, data});
+    if (attached()) {
+        deliver_events();
+        flush_notifications();
+    }
+}
+
+void SoundDevice::deliver_events() {
+    auto* q = queues_[static_cast<unsigned>(wire::QueueIndex::Event)];
+    while (!events_.empty()) {
+        auto r = q->pop();
+        if (!r) break;
+        if (!*r) {
+            refuse_chain(wire::QueueIndex::Event, r->error());
+            continue;
+        }
+        const auto& chain = r->value();
+        if (chain.readable_bytes != 0 || chain.writable_bytes < wire::wire_size<wire::Event>) {
+            log("event: buffer must be device-writable and hold 8 bytes; returned unused");
+            push(wire::QueueIndex::Event, chain.head, 0);
+            continue;
+        }
+        virtq::ChainWriter(chain).write_at(0, wire::encode(events_.front()));
+        push(wire::QueueIndex::Event, chain.head, wire::wire_size<wire::Event>);
+        events_.pop_front();
+    }
+}
+
+void SoundDevice::set_jack_connected(std::uint32_t jack_id, bool connected) {
+    if (jack_id >= jack_connected_.size() || jack_connected_[jack_id] == connected) return;
+    jack_connected_[jack_id] = connected;
+    queue_event(connected ? Code::EvtJackConnected : Code::EvtJackDisconnected, jack_id);
+}
+
+StreamStats SoundDevice::stats(std::uint32_t stream_id) const {
+    return stream_id < streams_.size() ? streams_[stream_id]->stats : StreamStats{};
+}
+
+} // namespace vsnd::device
