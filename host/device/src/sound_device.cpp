@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <limits>
 
@@ -25,6 +26,16 @@ bool is_ctl(Code c) { return c >= Code::CtlInfo && c <= Code::CtlTlvCommand; }
 // side of now, so both signs occur.
 __int128 div_floor(__int128 a, __int128 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 __int128 div_ceil(__int128 a, __int128 b) { return -div_floor(-a, b); }
+
+// The stream's rate as the backend's clock runs it, in micro-hertz: extrapolation and deadlines
+// follow the backend's measured drift, not the nominal rate.
+__int128 rate_micro_hz(const Position& pos, std::uint32_t nominal) {
+    const double r = pos.rate_ratio;
+    const double ratio = (r > 0.9 && r < 1.1) ? r : 1.0; // also NaN
+    return static_cast<__int128>(std::llround(static_cast<double>(nominal) * ratio * 1e6));
+}
+
+constexpr __int128 kMicroHzSecond = __int128{kNanosPerSecond} * 1'000'000;
 
 std::uint32_t clamp_u32(std::uint64_t v) {
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
@@ -306,6 +317,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req) {
             return Status::IoErr;
         }
         s.backend = std::move(opened).value();
+        if (waker_) s.backend->set_waker(waker_);
         s.queued = s.moved = 0;
         s.stats.xruns = 0;
         break;
@@ -419,8 +431,9 @@ std::uint64_t SoundDevice::audible_bytes(Stream& s) {
     const Position pos = s.backend->position();
     __int128 frames = pos.frames;
     if (pos.running) {
-        // Extrapolate at the nominal rate, flooring also for a position stamped in the future.
-        frames += div_floor(static_cast<__int128>(clock_.now() - pos.when) * s.format.rate, kNanosPerSecond);
+        // Extrapolate at the backend's rate, flooring also for a position stamped in the future.
+        frames += div_floor(static_cast<__int128>(clock_.now() - pos.when) * rate_micro_hz(pos, s.format.rate),
+                            kMicroHzSecond);
     }
     const __int128 bytes = std::max<__int128>(frames, 0) * s.format.frame_bytes();
     return static_cast<std::uint64_t>(std::min<__int128>(bytes, s.moved));
@@ -525,7 +538,7 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
         const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
         const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
-        consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kNanosPerSecond, s.format.rate)));
+        consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))));
     }
     return next;
 }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace vsnd::device {
 
 using wire::ChannelPosition;
@@ -71,6 +73,87 @@ std::string Topology::validate() const {
         if (chmaps[i].positions.empty() || chmaps[i].positions.size() > wire::kChmapMaxSize)
             return fmt::format("chmap {}: needs 1..{} positions", i, wire::kChmapMaxSize);
     return {};
+}
+
+namespace {
+
+std::string list_formats(std::uint64_t bits) {
+    std::string out;
+    for (unsigned i = 0; i < wire::kPcmFormatCount; ++i)
+        if (bits >> i & 1) {
+            if (!out.empty()) out += ',';
+            out += wire::name(*wire::to_format(static_cast<std::uint8_t>(i)));
+        }
+    return out;
+}
+
+std::string list_rates(std::uint64_t bits) {
+    std::string out;
+    for (unsigned i = 0; i < wire::kPcmRateCount; ++i)
+        if (bits >> i & 1) {
+            if (!out.empty()) out += ',';
+            out += std::to_string(wire::rate_hz(*wire::to_rate(static_cast<std::uint8_t>(i))));
+        }
+    return out;
+}
+
+} // namespace
+
+FitResult fit_topology(Topology& t, const Capabilities& caps) {
+    FitResult r;
+    auto adjusted = [&](std::string note) {
+        if (r.status == Fit::Valid) r.status = Fit::Adjusted;
+        r.notes.push_back(std::move(note));
+    };
+    auto invalid = [&](std::string note) {
+        r.status = Fit::Invalid;
+        r.notes.push_back(std::move(note));
+    };
+    for (std::size_t i = 0; i < t.streams.size(); ++i) {
+        auto& s = t.streams[i];
+        const bool out = s.direction == wire::Direction::Output;
+        const char* dir = out ? "playback" : "capture";
+        if (out ? !caps.output : !caps.input) {
+            invalid(fmt::format("stream {}: the backend cannot do {}", i, dir));
+            continue;
+        }
+        if (const auto f = s.formats & caps.formats; f != s.formats) {
+            if (f == 0) invalid(fmt::format("stream {} ({}): the backend can do none of the formats {} (it has {})", i,
+                                            dir, list_formats(s.formats), list_formats(caps.formats)));
+            else adjusted(fmt::format("stream {} ({}): formats {} dropped, the backend cannot do them", i, dir,
+                                      list_formats(s.formats & ~caps.formats)));
+            s.formats = f;
+        }
+        if (const auto rt = s.rates & caps.rates; rt != s.rates) {
+            if (rt == 0) invalid(fmt::format("stream {} ({}): the backend can do none of the rates {} (it has {})", i,
+                                             dir, list_rates(s.rates), list_rates(caps.rates)));
+            else adjusted(fmt::format("stream {} ({}): rates {} dropped, the backend cannot do them", i, dir,
+                                      list_rates(s.rates & ~caps.rates)));
+            s.rates = rt;
+        }
+        const auto lo = std::max(s.channels_min, caps.channels_min), hi = std::min(s.channels_max, caps.channels_max);
+        if (lo > hi) {
+            invalid(fmt::format("stream {} ({}): {}..{} channels asked, the backend can do {}..{}", i, dir,
+                                s.channels_min, s.channels_max, caps.channels_min, caps.channels_max));
+        } else if (lo != s.channels_min || hi != s.channels_max) {
+            adjusted(fmt::format("stream {} ({}): channels {}..{} narrowed to {}..{}", i, dir, s.channels_min,
+                                 s.channels_max, lo, hi));
+            s.channels_min = lo;
+            s.channels_max = hi;
+        }
+    }
+    // A channel map no stream of its direction can use any more is not offered.
+    auto usable = [&](const ChmapConfig& m) {
+        return std::any_of(t.streams.begin(), t.streams.end(), [&](const StreamConfig& s) {
+            return s.direction == m.direction && m.positions.size() >= s.channels_min && m.positions.size() <= s.channels_max;
+        });
+    };
+    const auto before = t.chmaps.size();
+    t.chmaps.erase(std::remove_if(t.chmaps.begin(), t.chmaps.end(), [&](const ChmapConfig& m) { return !usable(m); }),
+                   t.chmaps.end());
+    if (t.chmaps.size() != before && r.status != Fit::Invalid)
+        adjusted(fmt::format("{} channel map(s) dropped: no stream can use them", before - t.chmaps.size()));
+    return r;
 }
 
 } // namespace vsnd::device

@@ -2,49 +2,25 @@
 
 #include <unistd.h>
 
-#include <chrono>
+#include <stdexcept>
 
 namespace vsnd::transport {
 
-DeviceRunner::DeviceRunner(boost::asio::io_context& io, LoopbackDeviceEnd& end) : io_(io), end_(end), timer_(io) {}
+DeviceRunner::DeviceRunner(boost::asio::io_context& io, LoopbackDeviceEnd& end) : end_(end), loop_(io, end.device()) {}
 
 void DeviceRunner::start() {
     for (unsigned q = 0; q < wire::kQueueCount; ++q) {
-        // The eventfd stays owned by the transport; asio watches a duplicate.
-        kicks_.push_back(std::make_unique<boost::asio::posix::stream_descriptor>(io_, ::dup(end_.kick_fd(q))));
-        arm_kick(q);
+        // The eventfd stays owned by the transport; the loop watches a duplicate.
+        const int fd = ::dup(end_.kick_fd(q));
+        if (fd < 0) throw std::runtime_error("device runner: cannot duplicate a kick fd");
+        if (auto w = loop_.watch_kick(static_cast<wire::QueueIndex>(q), fd); !w) {
+            ::close(fd);
+            throw std::runtime_error("device runner: kick fd: " + w.error());
+        }
     }
-    reschedule();
+    loop_.scan_all();
 }
 
-void DeviceRunner::stop() {
-    stopped_ = true;
-    timer_.cancel();
-    for (auto& k : kicks_) k->cancel();
-}
-
-void DeviceRunner::arm_kick(unsigned q) {
-    kicks_[q]->async_wait(boost::asio::posix::stream_descriptor::wait_read, [this, q](const boost::system::error_code& ec) {
-        if (ec || stopped_) return;
-        end_.dispatch_kicks();
-        reschedule();
-        arm_kick(q);
-    });
-}
-
-void DeviceRunner::reschedule() {
-    if (stopped_) return;
-    const auto next = end_.device().next_deadline();
-    if (!next) {
-        timer_.cancel();
-        return;
-    }
-    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(*next)));
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec || stopped_) return;
-        end_.device().process();
-        reschedule();
-    });
-}
+void DeviceRunner::stop() { loop_.stop(); }
 
 } // namespace vsnd::transport

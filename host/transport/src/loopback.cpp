@@ -32,23 +32,6 @@ SharedMemory::~SharedMemory() {
     close(fd_);
 }
 
-EventFd::EventFd() {
-    fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (fd_ < 0) throw_errno("eventfd");
-}
-EventFd::~EventFd() { close(fd_); }
-
-void EventFd::signal() const {
-    const std::uint64_t one = 1;
-    // EAGAIN only when the counter is saturated, which still means "signalled".
-    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
-}
-
-bool EventFd::consume() const {
-    std::uint64_t v;
-    return ::read(fd_, &v, sizeof v) == sizeof v;
-}
-
 LoopbackTransport::LoopbackTransport(LoopbackLayout layout)
     : layout_(layout), placement_(layout.queue_size, layout.indirect_entries, layout.dma_bytes, wire::kQueueCount),
       shm_(placement_.total_bytes()) {

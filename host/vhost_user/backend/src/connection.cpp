@@ -33,7 +33,12 @@ Mapping::~Mapping() { ::munmap(base_, len_); }
 
 Connection::Connection(boost::asio::io_context& io, Socket socket, device::SoundDevice& device,
                        std::shared_ptr<spdlog::logger> log, std::uint64_t id)
-    : io_(io), socket_(std::move(socket)), device_(device), log_(std::move(log)), id_(id), timer_(io) {}
+    : io_(io), socket_(std::move(socket)), device_(device), log_(std::move(log)), id_(id), loop_(io, device) {
+    loop_.on_kick_error([this](wire::QueueIndex q, const std::string& why) {
+        log_->error("connection {}: {} queue kick fd unreadable ({}); no longer watched", id_,
+                    queue_name(static_cast<unsigned>(q)), why);
+    });
+}
 
 Connection::~Connection() { teardown(); }
 
@@ -258,17 +263,12 @@ Connection::Outcome Connection::set_vring_file(Request r, const VringFile& f, st
     case Request::SetVringKick: {
         if (f.no_fd) return Unexpected{Failure{true, "polling mode (no kick fd) is not supported"}};
         drop_kick(f.index);
-        auto sd = std::make_unique<boost::asio::posix::stream_descriptor>(io_);
-        boost::system::error_code ec;
-        sd->assign(fd.get(), ec); // registers with epoll: fails for fds that cannot be polled
-        if (ec) return Unexpected{Failure{true, fmt::format("{} queue kick fd cannot be polled: {}", queue_name(f.index), ec.message())}};
+        if (auto w = loop_.watch_kick(static_cast<wire::QueueIndex>(f.index), fd.get()); !w)
+            return Unexpected{Failure{true, fmt::format("{} queue kick fd cannot be polled: {}", queue_name(f.index), w.error())}};
         fd.release();
-        sd->non_blocking(true, ec);
-        ring.kick = std::move(sd);
-        ++ring.kick_gen;
+        ring.kick = true;
         // Without VHOST_USER_F_PROTOCOL_FEATURES a ring starts enabled.
         if (!(features_ & kFeatureProtocolFeatures)) ring.enabled = true;
-        watch_kick(f.index);
         if (auto fail = maybe_attach()) return Unexpected{*fail};
         return Reply{};
     }
@@ -324,8 +324,7 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
                indirect ? "on" : "off");
     // Rings are scanned at start, not only on kicks: Linux fills the event queue before DRIVER_OK
     // and never kicks it, and a control request may already be waiting.
-    for (unsigned q = 0; q < wire::kQueueCount && attached_; ++q) device_.on_kick(static_cast<wire::QueueIndex>(q));
-    reschedule();
+    loop_.scan_all();
     return std::nullopt;
 }
 
@@ -338,49 +337,14 @@ void Connection::detach(const char* why) {
             r.queue.reset();
         }
     attached_ = false;
-    timer_.cancel();
+    loop_.reschedule(); // the device is detached: cancels the deadline timer
     log_->info("connection {}: device stopped ({}); next avail {}/{}/{}/{}", id_, why, rings_[0].base, rings_[1].base,
                rings_[2].base, rings_[3].base);
 }
 
 void Connection::drop_kick(unsigned q) {
-    auto& r = rings_[q];
-    ++r.kick_gen;
-    r.kick.reset(); // cancels its wait and closes the fd
-}
-
-void Connection::watch_kick(unsigned q) {
-    auto& r = rings_[q];
-    if (!r.kick) return;
-    r.kick->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [weak = weak_from_this(), q, gen = r.kick_gen](const boost::system::error_code& ec) {
-                           auto self = weak.lock();
-                           if (!self || self->closed_ || gen != self->rings_[q].kick_gen) return;
-                           if (ec) {
-                               self->log_->error("connection {}: {} queue kick fd: {}; no longer watched", self->id_,
-                                                 queue_name(q), ec.message());
-                               return;
-                           }
-                           self->on_kick(q);
-                       });
-}
-
-void Connection::on_kick(unsigned q) {
-    auto& r = rings_[q];
-    std::uint64_t v;
-    const ssize_t n = ::read(r.kick->native_handle(), &v, sizeof v);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        // Not an eventfd (EOF) or broken: watching it would spin.
-        log_->error("connection {}: {} queue kick fd unreadable ({}); no longer watched", id_, queue_name(q),
-                    n == 0 ? "end of file" : std::strerror(errno));
-        return;
-    }
-    if (attached_) {
-        device_.on_kick(static_cast<wire::QueueIndex>(q));
-        reschedule();
-    }
-    // Not attached: the ring is scanned when the device starts, the kick needs no memory.
-    watch_kick(q);
+    rings_[q].kick = false;
+    loop_.drop_kick(static_cast<wire::QueueIndex>(q)); // cancels its wait and closes the fd
 }
 
 void Connection::signal_call(unsigned q) {
@@ -389,22 +353,6 @@ void Connection::signal_call(unsigned q) {
     const std::uint64_t one = 1;
     if (::write(fd, &one, sizeof one) < 0 && errno != EAGAIN && call_errors_++ == 0)
         log_->error("connection {}: {} queue call fd: {}", id_, queue_name(q), std::strerror(errno));
-}
-
-void Connection::reschedule() {
-    if (!attached_ || closed_) return;
-    const auto next = device_.next_deadline();
-    if (!next) {
-        timer_.cancel();
-        return;
-    }
-    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(*next)));
-    timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-        auto self = weak.lock();
-        if (!self || ec || self->closed_ || !self->attached_) return;
-        self->device_.process();
-        self->reschedule();
-    });
 }
 
 // ---- end ---------------------------------------------------------------------------------------
@@ -429,7 +377,7 @@ void Connection::teardown() {
         rings_[q].err.reset();
     }
     boost::system::error_code ec;
-    timer_.cancel();
+    loop_.stop();
     socket_.close(ec);
     memory_.clear();
     mappings_.clear();

@@ -5,11 +5,13 @@
 #pragma once
 
 #include "vsnd/audio/sample_spec.hpp"
+#include "vsnd/device/topology.hpp"
 #include "vsnd/timing/clock.hpp"
 #include "vsnd/expected.hpp"
 #include "vsnd/wire/virtio_snd.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,12 +36,25 @@ struct StreamFormat {
 struct Position {
     std::uint64_t frames = 0;
     Nanos when = 0;
-    bool running = false; // frames advance at the nominal rate from `when` on
+    bool running = false; // frames advance from `when` on, at the nominal rate × rate_ratio
+    // The backend clock's rate relative to nominal (1 + drift), when the backend knows it; the
+    // device extrapolates with it between reports. Values outside ±10 % are taken as 1.
+    double rate_ratio = 1.0;
 };
 
+// Wakes the device loop: the device calls process() soon after. Thread-safe, never blocks.
+using Waker = std::function<void()>;
+
+// Every method is called on the device loop's thread and must not block (a backend with blocking
+// I/O does it on its own thread). A stream fed by its own thread calls the waker given to
+// set_waker() when room or data appears or its state changes, so the loop never polls it.
 class BackendStream {
 public:
     virtual ~BackendStream() = default;
+
+    // Right after open, before any other call. Backends paced by the device's own clock
+    // (next_wakeup()) may ignore it.
+    virtual void set_waker(Waker) {}
 
     virtual void start() = 0;
     virtual void stop() = 0; // pause: buffered frames are kept for the next start
@@ -54,8 +69,9 @@ public:
     // Where the stream really is (see Position). Frames counted in stream frames: silence a
     // backend inserts on underrun does not count.
     virtual Position position() = 0;
-    // When the backend will next have something to do for the device (room, data), so an event
-    // loop knows when to look again; nullopt when idle.
+    // When the backend will next have something to do for the device (room, data) by its own
+    // clock, so an event loop knows when to look again; nullopt when idle or when it wakes the
+    // loop itself (set_waker).
     virtual std::optional<Nanos> next_wakeup() = 0;
     // Underruns (output) or overruns (input) since open; each one is reported once.
     virtual std::uint64_t xruns() const = 0;
@@ -63,10 +79,12 @@ public:
     virtual bool failed() const { return false; }
 };
 
+// Device loop thread. open() may block only as long as opening the audio device takes.
 class AudioBackend {
 public:
     virtual ~AudioBackend() = default;
     virtual std::string name() const = 0;
+    virtual Capabilities capabilities() const { return {}; }
     // Called at PREPARE; an error string becomes IO_ERR plus a log line.
     virtual Expected<std::unique_ptr<BackendStream>, std::string> open(std::uint32_t stream_id,
                                                                        const StreamFormat& fmt) = 0;

@@ -68,6 +68,8 @@ public:
     void set_jack_connected(std::uint32_t jack_id, bool connected);
     StreamStats stats(std::uint32_t stream_id) const;
     void set_logger(Logger log) { log_ = std::move(log); }
+    // How backend streams wake the loop that runs this device (handed to every stream at open).
+    void set_waker(Waker wake) { waker_ = std::move(wake); }
 
 private:
     struct Stream;
@@ -105,6 +107,7 @@ private:
     std::array<bool, wire::kQueueCount> pushed_{};
     Notifier notify_;
     Logger log_;
+    Waker waker_;
     std::vector<std::unique_ptr<Stream>> streams_;
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;

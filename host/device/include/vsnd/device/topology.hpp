@@ -46,6 +46,26 @@ struct Topology {
     std::string validate() const;
 };
 
+// What a backend can play or record. The topology offered to the guest is what the user asked
+// for intersected with this (device::fit_topology), so an impossible request fails at start-up.
+struct Capabilities {
+    std::uint64_t formats = ~std::uint64_t{0}; // bit per wire::PcmFormat
+    std::uint64_t rates = ~std::uint64_t{0};   // bit per wire::PcmRate
+    std::uint8_t channels_min = 1, channels_max = 255;
+    bool output = true, input = true;
+};
+
+// libcamera's answer to a configuration: as asked, adjusted to what can be done, or impossible.
+enum class Fit { Valid, Adjusted, Invalid };
+struct FitResult {
+    Fit status = Fit::Valid;
+    std::vector<std::string> notes; // one line per adjustment or per reason it is impossible
+};
+// Narrows every stream of `t` to what `caps` can do: formats and rates intersected, the channel
+// range clamped. Invalid when a stream is left with no format, rate or channel count, or when the
+// backend cannot do its direction.
+FitResult fit_topology(Topology& t, const Capabilities& caps);
+
 std::uint64_t format_bits(std::initializer_list<wire::PcmFormat> fs);
 std::uint64_t rate_bits(std::initializer_list<wire::PcmRate> rs);
 // The standard layout for n channels (1, 2, 4, 6, 8), FL/FR first.

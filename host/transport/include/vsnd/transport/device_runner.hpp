@@ -1,32 +1,24 @@
-// Runs a device end on a Boost.Asio event loop in real time: kick eventfds wake it, a steady
-// timer (CLOCK_MONOTONIC) fires at the device's next deadline.
+// Runs a loopback device end in real time on the project's one device loop (loop::DeviceLoop):
+// the loopback transport's kick eventfds feed it. io_context thread only; nothing blocks.
 #pragma once
 
+#include "vsnd/loop/device_loop.hpp"
 #include "vsnd/transport/device_end.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
-
-#include <vector>
 
 namespace vsnd::transport {
 
 class DeviceRunner {
 public:
     DeviceRunner(boost::asio::io_context& io, LoopbackDeviceEnd& end);
+    // Watches the kicks and scans every queue once (the driver may have queued before).
     void start();
     void stop();
 
 private:
-    void arm_kick(unsigned q);
-    void reschedule();
-
-    boost::asio::io_context& io_;
     LoopbackDeviceEnd& end_;
-    std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> kicks_;
-    boost::asio::steady_timer timer_;
-    bool stopped_ = false;
+    loop::DeviceLoop loop_;
 };
 
 } // namespace vsnd::transport

@@ -4,6 +4,7 @@
 // or across two (the memfd and eventfds survive fork()).
 #pragma once
 
+#include "vsnd/event_fd.hpp"
 #include "vsnd/driver/guest_layout.hpp"
 #include "vsnd/driver/transport.hpp"
 #include "vsnd/virtq/device_queue.hpp"
@@ -17,7 +18,6 @@
 #include <span>
 
 namespace vsnd::transport {
-
 
 class SharedMemory {
 public:
@@ -33,20 +33,6 @@ private:
     int fd_;
     std::uint8_t* data_;
     std::size_t size_;
-};
-
-class EventFd {
-public:
-    EventFd(); // throws std::system_error
-    ~EventFd();
-    EventFd(const EventFd&) = delete;
-    EventFd& operator=(const EventFd&) = delete;
-    int fd() const { return fd_; }
-    void signal() const;
-    bool consume() const; // non-blocking: true if it had been signalled
-
-private:
-    int fd_;
 };
 
 struct LoopbackLayout {

@@ -1,7 +1,7 @@
 // The vhost-user backend: one front-end connection (QEMU) driving a SoundDevice, and the server
 // that accepts such connections one at a time. Everything runs on one Boost.Asio io_context
-// thread: the control socket, the kick eventfds and a steady timer at the device's next deadline,
-// like transport::DeviceRunner does for the loopback transport.
+// thread: the control socket here, the kick eventfds, backend wake-ups and the deadline timer in
+// the connection's loop::DeviceLoop (the same loop the loopback transport uses).
 //
 // Life of a connection (docs/vhost-user.md §3): handshake; at DRIVER_OK the memory table and the
 // four rings arrive and the device is attached once every ring has a size, addresses, a kick fd
@@ -10,6 +10,7 @@
 #pragma once
 
 #include "vsnd/device/sound_device.hpp"
+#include "vsnd/loop/device_loop.hpp"
 #include "vsnd/vhost_user/protocol.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -72,8 +73,7 @@ private:
         bool addr_set = false;
         VringAddr addr;
         bool enabled = false;
-        std::unique_ptr<boost::asio::posix::stream_descriptor> kick;
-        std::uint64_t kick_gen = 0;  // tells a stale kick completion from the current watcher's
+        bool kick = false;           // the loop watches its kick fd
         UniqueFd call, err;
         std::unique_ptr<virtq::DeviceQueue> queue;
     };
@@ -99,10 +99,7 @@ private:
     std::optional<Failure> maybe_attach();
     void detach(const char* why);
     void drop_kick(unsigned q);
-    void watch_kick(unsigned q);
-    void on_kick(unsigned q);
     void signal_call(unsigned q);
-    void reschedule();
     void teardown();
 
     boost::asio::io_context& io_;
@@ -122,7 +119,7 @@ private:
     virtq::GuestMemory memory_;
     std::array<Ring, wire::kQueueCount> rings_;
     bool attached_ = false;
-    boost::asio::steady_timer timer_;
+    loop::DeviceLoop loop_;
     std::uint64_t call_errors_ = 0;
 };
 
