@@ -1,0 +1,206 @@
+// The backend interface: the rate a backend reports drives the device's extrapolation, a backend
+// fed by its own thread wakes the device loop (nothing polled), capabilities narrow the topology,
+// and the registry hands global and per-stream options to the backend it creates.
+#include "vsnd/device/backend_registry.hpp"
+#include "vsnd/device/sound_device.hpp"
+#include "vsnd/driver/sound_driver.hpp"
+#include "vsnd/transport/device_end.hpp"
+#include "vsnd/transport/device_runner.hpp"
+#include "vsnd/transport/simulated_link.hpp"
+
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace vsnd::test {
+namespace {
+
+// A stream whose position and room the test scripts. Accepts everything written.
+class ScriptedStream final : public device::BackendStream {
+public:
+    ScriptedStream(const Clock& clock, double ratio, std::atomic<std::size_t>& room, device::Waker* waker_out)
+        : clock_(clock), ratio_(ratio), room_(room), waker_out_(waker_out) {}
+    void set_waker(device::Waker w) override { if (waker_out_) *waker_out_ = std::move(w); }
+    void start() override { running_ = true; started_ = clock_.now(); }
+    void stop() override { running_ = false; }
+    std::size_t writable_bytes() override { return room_.load(); }
+    void write(std::span<const std::uint8_t> b) override { room_ -= b.size(); }
+    std::size_t readable_bytes() override { return 0; }
+    void read(std::span<std::uint8_t>) override {}
+    device::Position position() override { return {0, started_, running_, ratio_}; }
+    std::optional<Nanos> next_wakeup() override { return std::nullopt; }
+    std::uint64_t xruns() const override { return 0; }
+
+private:
+    const Clock& clock_;
+    double ratio_;
+    std::atomic<std::size_t>& room_;
+    device::Waker* waker_out_;
+    bool running_ = false;
+    Nanos started_ = 0;
+};
+
+class ScriptedBackend final : public device::AudioBackend {
+public:
+    ScriptedBackend(const Clock& clock, double ratio, std::size_t room) : clock_(clock), ratio_(ratio), room_(room) {}
+    std::string name() const override { return "scripted"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t, const device::StreamFormat&) override {
+        return std::unique_ptr<device::BackendStream>(std::make_unique<ScriptedStream>(clock_, ratio_, room_, &waker));
+    }
+    const Clock& clock_;
+    double ratio_;
+    std::atomic<std::size_t> room_;
+    device::Waker waker;
+};
+
+// One 480-frame period at 48 kHz completes when its last frame is audible: 10 ms after start at
+// the nominal rate, 10 ms / ratio by a backend clock that runs `ratio` fast.
+Nanos completion_deadline(double ratio) {
+    SimulatedClock clock;
+    ScriptedBackend backend(clock, ratio, 1 << 20);
+    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::SimulatedLink link(t, dev, clock);
+    driver::SoundDriver drv(link, clock);
+    EXPECT_TRUE(drv.probe());
+    auto& s = drv.stream(0);
+    EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    EXPECT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    EXPECT_EQ(s.write(buf), buf.size());
+    const Nanos t0 = clock.now();
+    EXPECT_TRUE(s.start());
+    dev.process();
+    const auto next = dev.next_deadline();
+    EXPECT_TRUE(next.has_value());
+    return next.value_or(0) - t0;
+}
+
+TEST(BackendInterface, DeviceExtrapolatesAtTheRateTheBackendReports) {
+    EXPECT_EQ(completion_deadline(1.0), 10'000'000);
+    // 10 ms / 1.0005 = 9 995 002.5 ns, rounded up to the first instant the frame is audible.
+    EXPECT_EQ(completion_deadline(1.0005), 9'995'003);
+    EXPECT_EQ(completion_deadline(0.9995), 10'005'003);
+    // Nonsense ratios are taken as nominal, never as a reason to complete early.
+    EXPECT_EQ(completion_deadline(2.0), 10'000'000);
+    EXPECT_EQ(completion_deadline(std::numeric_limits<double>::quiet_NaN()), 10'000'000);
+}
+
+// A backend with no room, fed by "its own thread" (the test), wakes the loop when room appears;
+// the device has no deadline meanwhile, so only the wake-up can move the message.
+TEST(BackendInterface, BackendThreadWakesTheDeviceLoop) {
+    MonotonicClock clock;
+    ScriptedBackend backend(clock, 1.0, 0);
+    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock, device::CompletionPolicy::Consumed);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::LoopbackDriverEnd driver_end(t, clock);
+    transport::LoopbackDeviceEnd device_end(t, dev);
+    boost::asio::io_context io;
+    transport::DeviceRunner runner(io, device_end);
+    runner.start();
+    std::thread loop_thread([&] { io.run(); });
+    auto work = boost::asio::make_work_guard(io);
+
+    driver::SoundDriver drv(driver_end, clock);
+    ASSERT_TRUE(drv.probe());
+    auto& s = drv.stream(0);
+    ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    ASSERT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    ASSERT_EQ(s.write(buf), buf.size());
+    ASSERT_TRUE(s.start());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(s.in_flight(), 1u) << "no room: nothing can complete";
+    EXPECT_FALSE(drv.wait(20'000'000)) << "no interrupt without room";
+
+    backend.room_ = buf.size();
+    ASSERT_TRUE(backend.waker) << "the device handed the stream its waker";
+    backend.waker(); // from this thread, as a backend's audio thread would
+    bool completed = false;
+    for (int i = 0; i < 100 && !completed; ++i) {
+        drv.wait(20'000'000);
+        completed = s.in_flight() == 0;
+    }
+    EXPECT_TRUE(completed) << "the wake-up moved the message and it completed";
+    boost::asio::post(io, [&] { runner.stop(); work.reset(); io.stop(); });
+    loop_thread.join();
+}
+
+TEST(BackendInterface, CapabilitiesNarrowTheTopology) {
+    device::Capabilities caps;
+    caps.formats = device::format_bits({wire::PcmFormat::S16, wire::PcmFormat::S32});
+    caps.rates = device::rate_bits({wire::PcmRate::R44100, wire::PcmRate::R48000});
+    caps.channels_max = 2;
+    auto t = device::Topology::standard(1, 1);
+    auto r = device::fit_topology(t, caps);
+    EXPECT_EQ(r.status, device::Fit::Adjusted);
+    EXPECT_FALSE(r.notes.empty());
+    for (const auto& s : t.streams) {
+        EXPECT_EQ(s.formats, caps.formats);
+        EXPECT_EQ(s.rates, caps.rates);
+        EXPECT_EQ(s.channels_max, 2);
+    }
+    for (const auto& m : t.chmaps) EXPECT_LE(m.positions.size(), 2u) << "6/8-channel maps are not offered";
+    EXPECT_TRUE(t.validate().empty());
+
+    auto same = device::Topology::standard(1, 1);
+    EXPECT_EQ(device::fit_topology(same, device::Capabilities{}).status, device::Fit::Valid);
+
+    device::Capabilities playback_only;
+    playback_only.input = false;
+    auto both = device::Topology::standard(1, 1);
+    auto bad = device::fit_topology(both, playback_only);
+    EXPECT_EQ(bad.status, device::Fit::Invalid);
+    ASSERT_EQ(bad.notes.size(), 1u);
+    EXPECT_NE(bad.notes[0].find("capture"), std::string::npos) << bad.notes[0];
+
+    device::Capabilities u8_only;
+    u8_only.formats = device::format_bits({wire::PcmFormat::U8});
+    auto std_t = device::Topology::standard(1, 0);
+    auto none = device::fit_topology(std_t, u8_only);
+    EXPECT_EQ(none.status, device::Fit::Invalid);
+    EXPECT_NE(none.notes[0].find("none of the formats"), std::string::npos) << none.notes[0];
+}
+
+TEST(BackendInterface, OptionsReachTheBackendPerStream) {
+    device::BackendOptions o;
+    ASSERT_TRUE(o.add("device=hw:0"));
+    ASSERT_TRUE(o.add("1:device=hw:1"));
+    EXPECT_EQ(o.get(0, "device"), "hw:0");
+    EXPECT_EQ(o.get(1, "device"), "hw:1");
+    EXPECT_EQ(o.get(2, "device"), "hw:0");
+    EXPECT_FALSE(o.get(0, "other"));
+    EXPECT_FALSE(o.add("novalue"));
+    EXPECT_FALSE(o.add("=x"));
+    EXPECT_FALSE(o.add("x:device=1"));
+    EXPECT_FALSE(o.add("1:=1"));
+
+    device::BackendRegistry reg;
+    std::string seen;
+    reg.add({"probe", "test", {{"device", "PCM"}},
+             [&](const Clock& clock, const device::BackendOptions& opts)
+                 -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {
+                 seen = opts.get(1, "device").value_or("");
+                 return std::unique_ptr<device::AudioBackend>(std::make_unique<ScriptedBackend>(clock, 1.0, 0));
+             }});
+    MonotonicClock clock;
+    auto b = reg.create("probe", clock, o);
+    ASSERT_TRUE(b) << b.error();
+    EXPECT_EQ(seen, "hw:1");
+    device::BackendOptions unknown;
+    ASSERT_TRUE(unknown.add("2:rate=5"));
+    auto refused = reg.create("probe", clock, unknown);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().find("no option 'rate'"), std::string::npos) << refused.error();
+    auto missing = reg.create("nope", clock, o);
+    ASSERT_FALSE(missing);
+    EXPECT_NE(missing.error().find("have: probe"), std::string::npos) << missing.error();
+}
+
+} // namespace
+} // namespace vsnd::test
