@@ -132,12 +132,14 @@ TEST(BackendInterface, BackendThreadWakesTheDeviceLoop) {
 }
 
 TEST(BackendInterface, CapabilitiesNarrowTheTopology) {
-    device::Capabilities caps;
+    device::Capabilities all;
+    auto& caps = all.output;
     caps.formats = device::format_bits({wire::PcmFormat::S16, wire::PcmFormat::S32});
     caps.rates = device::rate_bits({wire::PcmRate::R44100, wire::PcmRate::R48000});
     caps.channels_max = 2;
+    all.input = caps;
     auto t = device::Topology::standard(1, 1);
-    auto r = device::fit_topology(t, caps);
+    auto r = device::fit_topology(t, all);
     EXPECT_EQ(r.status, device::Fit::Adjusted);
     EXPECT_FALSE(r.notes.empty());
     for (const auto& s : t.streams) {
@@ -152,15 +154,16 @@ TEST(BackendInterface, CapabilitiesNarrowTheTopology) {
     EXPECT_EQ(device::fit_topology(same, device::Capabilities{}).status, device::Fit::Valid);
 
     device::Capabilities playback_only;
-    playback_only.input = false;
+    playback_only.input.available = false;
+    playback_only.input.why_not = "no capture PCM";
     auto both = device::Topology::standard(1, 1);
     auto bad = device::fit_topology(both, playback_only);
     EXPECT_EQ(bad.status, device::Fit::Invalid);
     ASSERT_EQ(bad.notes.size(), 1u);
-    EXPECT_NE(bad.notes[0].find("capture"), std::string::npos) << bad.notes[0];
+    EXPECT_NE(bad.notes[0].find("cannot do capture: no capture PCM"), std::string::npos) << bad.notes[0];
 
     device::Capabilities u8_only;
-    u8_only.formats = device::format_bits({wire::PcmFormat::U8});
+    u8_only.output.formats = device::format_bits({wire::PcmFormat::U8});
     auto std_t = device::Topology::standard(1, 0);
     auto none = device::fit_topology(std_t, u8_only);
     EXPECT_EQ(none.status, device::Fit::Invalid);

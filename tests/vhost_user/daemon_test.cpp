@@ -93,12 +93,29 @@ TEST_F(DaemonTest, BadOptionsAreOneLineAndNonZero) {
              {"--socket", (dir / "s").string(), "--channels", "4-2"},
              {"--socket", (dir / "s").string(), "--backend", "wav", "--capture-wav", (dir / "missing.wav").string()},
              {"--socket", (dir / "s").string(), "--backend", "alsa", "--device", "vsnd_no_such_device"},
+             {"--socket", (dir / "s").string(), "--backend", "wav", "-o", "device=hw:0"},
+             {"--socket", (dir / "s").string(), "--backend", "null", "-o", "x:unpaced=1"},
+             {"--socket", (dir / "s").string(), "--backend", "null", "--device", "hw:0"},
+             {"--socket", (dir / "s").string(), "--backend", "null", "--wav-dir", dir.string()},
          }) {
         auto [code, err] = Daemon::spawn(args).wait();
         EXPECT_NE(code, 0) << err;
         EXPECT_EQ(lines(err), 1u) << err;
         EXPECT_EQ(err.rfind("vsnd-host: ", 0), 0u) << err;
     }
+}
+
+// What the user asked for and the backend cannot do fails at start-up, in one line naming the
+// stream and why, not as IO_ERR at the guest's first PREPARE.
+TEST_F(DaemonTest, ImpossibleTopologyIsOneLineAtStart) {
+    // A PCM that cannot be opened leaves both directions unavailable; each stream says so.
+    auto [code, err] = Daemon::spawn({"--socket", (dir / "s").string(), "--backend", "alsa", "--device",
+                                      "vsnd_no_such_device", "--streams", "out:1,in:1"})
+                           .wait();
+    EXPECT_NE(code, 0);
+    EXPECT_EQ(lines(err), 1u) << err;
+    EXPECT_NE(err.find("cannot serve this topology: stream 0: the backend cannot do playback"), std::string::npos) << err;
+    EXPECT_NE(err.find("stream 1: the backend cannot do capture"), std::string::npos) << err;
 }
 
 TEST_F(DaemonTest, LiveSocketIsRefusedStaleSocketReplaced) {

@@ -882,11 +882,78 @@ AlsaBackend::AlsaBackend(const Clock& clock, std::string device_name, AlsaOption
 
 AlsaBackend::~AlsaBackend() = default;
 
+namespace {
+
+extern "C" void quiet_alsa(const char*, int, const char*, int, const char*, ...) {}
+
+device::DirectionCapabilities probe_pcm(const std::string& name, bool playback) {
+    device::DirectionCapabilities c;
+    c.formats = c.rates = 0;
+    auto unavailable = [&](const std::string& why) {
+        c.available = false;
+        c.why_not = why;
+        return c;
+    };
+    PcmHandle h;
+    snd_lib_error_set_handler(quiet_alsa); // the caller's one line says it all
+    const int rc = snd_pcm_open(&h.pcm, name.c_str(), playback ? SND_PCM_STREAM_PLAYBACK : SND_PCM_STREAM_CAPTURE,
+                                SND_PCM_NONBLOCK);
+    snd_lib_error_set_handler(nullptr);
+    if (rc < 0) {
+        h.pcm = nullptr;
+        return unavailable(fmt::format("ALSA device '{}' cannot be opened for {}: {}", name,
+                                       playback ? "playback" : "capture", snd_strerror(rc)));
+    }
+    snd_pcm_hw_params_t* raw = nullptr;
+    if (snd_pcm_hw_params_malloc(&raw) < 0) return unavailable("out of memory");
+    std::unique_ptr<snd_pcm_hw_params_t, HwParamsFree> hw(raw);
+    if (snd_pcm_hw_params_any(h.pcm, hw.get()) < 0 || snd_pcm_hw_params_set_rate_resample(h.pcm, hw.get(), 0) < 0 ||
+        snd_pcm_hw_params_set_access(h.pcm, hw.get(), SND_PCM_ACCESS_RW_INTERLEAVED) < 0)
+        return unavailable(fmt::format("ALSA device '{}' offers no interleaved configuration", name));
+    for (unsigned raw_f = 0; raw_f < wire::kPcmFormatCount; ++raw_f)
+        if (auto af = alsa_format(static_cast<wire::PcmFormat>(raw_f)); af && snd_pcm_hw_params_test_format(h.pcm, hw.get(), *af) == 0)
+            c.formats |= std::uint64_t{1} << raw_f;
+    for (unsigned raw_r = 0; raw_r < wire::kPcmRateCount; ++raw_r)
+        if (snd_pcm_hw_params_test_rate(h.pcm, hw.get(), wire::rate_hz(static_cast<wire::PcmRate>(raw_r)), 0) == 0)
+            c.rates |= std::uint64_t{1} << raw_r;
+    unsigned lo = 1, hi = 255;
+    snd_pcm_hw_params_get_channels_min(hw.get(), &lo);
+    snd_pcm_hw_params_get_channels_max(hw.get(), &hi);
+    c.channels_min = static_cast<std::uint8_t>(std::clamp(lo, 1u, 255u));
+    c.channels_max = static_cast<std::uint8_t>(std::clamp(hi, 1u, 255u));
+    return c;
+}
+
+} // namespace
+
+device::Capabilities AlsaBackend::capabilities() const {
+    return {probe_pcm(device_, true), probe_pcm(opts_.capture_device.empty() ? device_ : opts_.capture_device, false)};
+}
+
+void register_alsa_backend(device::BackendRegistry& registry, std::function<void(const std::string&)> log) {
+    registry.add({"alsa",
+                  "an ALSA PCM in the guest's exact format, positions from snd_pcm_status",
+                  {{"device", "ALSA PCM (default \"default\"); N:device= for stream N only"},
+                   {"capture-device", "capture PCM if different from device"}},
+                  [log](const Clock& clock, const device::BackendOptions& o)
+                      -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {
+                      AlsaOptions opts;
+                      opts.log = log;
+                      opts.capture_device = o.get("capture-device").value_or("");
+                      const std::string global = o.get("device").value_or("default");
+                      for (std::uint32_t id : o.streams_setting("device")) opts.stream_devices[id] = *o.get(id, "device");
+                      return std::unique_ptr<device::AudioBackend>(std::make_unique<AlsaBackend>(clock, global, std::move(opts)));
+                  }});
+}
+
 Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(std::uint32_t stream_id,
                                                                                 const device::StreamFormat& fmt) {
     using R = Expected<std::unique_ptr<device::BackendStream>, std::string>;
     const bool output = fmt.direction == wire::Direction::Output;
-    const std::string pcm_name = output || opts_.capture_device.empty() ? device_ : opts_.capture_device;
+    const auto own = opts_.stream_devices.find(stream_id);
+    const std::string pcm_name = own != opts_.stream_devices.end()              ? own->second
+                                 : output || opts_.capture_device.empty() ? device_
+                                                                           : opts_.capture_device;
     const auto afmt = alsa_format(fmt.format);
     const std::uint32_t fb = fmt.frame_bytes();
     if (!afmt || fb == 0) return R(Unexpected{fmt::format("{}: format {} has no ALSA equivalent", pcm_name, wire::name(fmt.format))});

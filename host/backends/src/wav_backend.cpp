@@ -105,11 +105,41 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
             clock_, fmt, timing_,
             std::make_unique<WavSink>(std::move(w).value(), rec, timing_path(stream_id), already), nullptr, rec));
     }
-    if (capture_file_.empty()) return Unexpected{std::string("no capture file configured")};
+    if (capture_file_.empty()) // no file to capture from: silence, paced like a card
+        return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(clock_, fmt, timing_, nullptr, nullptr));
     auto r = WavFileReader::open(capture_file_);
     if (!r) return Unexpected{r.error()};
     return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(
         clock_, fmt, timing_, nullptr, std::make_unique<WavSource>(std::move(r).value(), fmt)));
+}
+
+device::Capabilities WavBackend::capabilities() const {
+    device::Capabilities c;
+    c.output.formats = 0;
+    for (unsigned raw = 0; raw < wire::kPcmFormatCount; ++raw)
+        if (wav_can_hold(static_cast<wire::PcmFormat>(raw))) c.output.formats |= std::uint64_t{1} << raw;
+    if (!capture_file_.empty()) c.input.formats = c.output.formats; // captured frames come from a WAV
+    return c;
+}
+
+void register_wav_backend(device::BackendRegistry& registry) {
+    registry.add({"wav",
+                  "playback into DIR/stream-<id>.wav (+ a timing sidecar), capture from a WAV file or silence",
+                  {{"dir", "directory for the output files, created if missing (default .)"},
+                   {"capture", "WAV file capture streams read (default: silence)"}},
+                  [](const Clock& clock, const device::BackendOptions& o)
+                      -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {
+                      const std::filesystem::path dir = o.get("dir").value_or(".");
+                      const std::filesystem::path capture = o.get("capture").value_or("");
+                      std::error_code ec;
+                      std::filesystem::create_directories(dir, ec);
+                      if (ec || !std::filesystem::is_directory(dir))
+                          return Unexpected{fmt::format("wav dir {}: {}", dir.string(), ec ? ec.message() : "not a directory")};
+                      if (!capture.empty())
+                          if (auto r = WavFileReader::open(capture); !r)
+                              return Unexpected{fmt::format("wav capture {}: {}", capture.string(), r.error())};
+                      return std::unique_ptr<device::AudioBackend>(std::make_unique<WavBackend>(clock, dir, capture));
+                  }});
 }
 
 } // namespace vsnd::backends

@@ -39,6 +39,13 @@ std::optional<std::string> BackendOptions::get(const std::string& key) const {
     return std::nullopt;
 }
 
+std::vector<std::uint32_t> BackendOptions::streams_setting(const std::string& key) const {
+    std::vector<std::uint32_t> out;
+    for (const auto& [stream, m] : per_stream_)
+        if (m.count(key)) out.push_back(stream);
+    return out;
+}
+
 std::vector<std::string> BackendOptions::keys() const {
     std::vector<std::string> out;
     for (const auto& [k, v] : all_) out.push_back(k);

@@ -99,7 +99,7 @@ std::string list_rates(std::uint64_t bits) {
 
 } // namespace
 
-FitResult fit_topology(Topology& t, const Capabilities& caps) {
+FitResult fit_topology(Topology& t, const Capabilities& all) {
     FitResult r;
     auto adjusted = [&](std::string note) {
         if (r.status == Fit::Valid) r.status = Fit::Adjusted;
@@ -111,10 +111,11 @@ FitResult fit_topology(Topology& t, const Capabilities& caps) {
     };
     for (std::size_t i = 0; i < t.streams.size(); ++i) {
         auto& s = t.streams[i];
-        const bool out = s.direction == wire::Direction::Output;
-        const char* dir = out ? "playback" : "capture";
-        if (out ? !caps.output : !caps.input) {
-            invalid(fmt::format("stream {}: the backend cannot do {}", i, dir));
+        const auto& caps = all.of(s.direction);
+        const char* dir = s.direction == wire::Direction::Output ? "playback" : "capture";
+        if (!caps.available) {
+            invalid(fmt::format("stream {}: the backend cannot do {}{}{}", i, dir, caps.why_not.empty() ? "" : ": ",
+                                caps.why_not));
             continue;
         }
         if (const auto f = s.formats & caps.formats; f != s.formats) {

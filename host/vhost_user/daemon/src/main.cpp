@@ -1,15 +1,12 @@
 // vsnd-host: the virtio-snd device as a vhost-user backend daemon for QEMU's
 // `-device vhost-user-snd-pci`. Serves one front-end at a time on a Unix socket and the next one
 // after it disconnects, until SIGINT/SIGTERM.
+#include "vsnd/backends/alsa_backend.hpp"
 #include "vsnd/backends/null_backend.hpp"
 #include "vsnd/backends/wav_backend.hpp"
-#include "vsnd/audio/wav_file.hpp"
+#include "vsnd/device/backend_registry.hpp"
 #include "vsnd/vhost_user/backend.hpp"
 #include "vsnd/vhost_user/topology_spec.hpp"
-
-#include "vsnd/backends/alsa_backend.hpp"
-
-#include <alsa/asoundlib.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -30,58 +27,39 @@ int fail(const std::string& msg) {
     return 1;
 }
 
-extern "C" void quiet_alsa(const char*, int, const char*, int, const char*, ...) {}
-
-// A missing or busy device is reported at start, not at the guest's first PREPARE.
-std::string probe_alsa(const std::string& name, bool playback) {
-    snd_pcm_t* pcm = nullptr;
-    snd_lib_error_set_handler(quiet_alsa); // our one line says it all
-    const int rc = snd_pcm_open(&pcm, name.c_str(), playback ? SND_PCM_STREAM_PLAYBACK : SND_PCM_STREAM_CAPTURE,
-                                SND_PCM_NONBLOCK);
-    snd_lib_error_set_handler(nullptr);
-    if (rc < 0) return fmt::format("ALSA device '{}' cannot be opened for {}: {}", name, playback ? "playback" : "capture",
-                                   snd_strerror(rc));
-    snd_pcm_close(pcm);
-    return {};
-}
-
-// --backend wav without --capture-wav: playback into WAV files, capture of silence.
-class WavOutNullIn final : public device::AudioBackend {
-public:
-    WavOutNullIn(const Clock& clock, const std::filesystem::path& dir) : wav_(clock, dir, {}), null_(clock) {}
-    std::string name() const override { return "wav"; }
-    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t id,
-                                                                       const device::StreamFormat& fmt) override {
-        return fmt.direction == wire::Direction::Output ? wav_.open(id, fmt) : null_.open(id, fmt);
-    }
-
-private:
-    backends::WavBackend wav_;
-    backends::NullBackend null_;
-};
-
 } // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"vsnd-host: virtio-snd vhost-user backend for QEMU's vhost-user-snd-pci"};
     std::string socket_path, backend_name = "null", device_name = "default", wav_dir = ".", capture_wav,
                 policy_name = "played", log_level = "info";
+    std::vector<std::string> backend_options;
     vhost_user::TopologySpec spec;
     app.add_option("--socket", socket_path, "Unix socket to listen on (QEMU: -chardev socket,path=...)")->required();
-    app.add_option("--backend", backend_name, "audio backend: null (discard playback, capture silence), wav, alsa")
-        ->check(CLI::IsMember({"null", "wav", "alsa"}))
-        ->capture_default_str();
+    // Backends by name (device::BackendRegistry): the factory picks one.
+    device::BackendRegistry registry;
+    backends::register_null_backend(registry);
+    backends::register_wav_backend(registry);
+    std::shared_ptr<spdlog::logger> log; // created after parsing; the ALSA backend logs through it
+    backends::register_alsa_backend(registry, [&log](const std::string& m) { if (log) log->info("alsa: {}", m); });
+    std::string backend_help = "audio backend:";
+    for (const auto& n : registry.names()) backend_help += fmt::format("\n  {}: {}", n, registry.find(n)->help);
+    app.add_option("--backend", backend_name, backend_help)->check(CLI::IsMember(registry.names()))->capture_default_str();
+    std::string option_help = "backend option KEY=VALUE, or STREAM:KEY=VALUE for one stream (repeatable):";
+    for (const auto& n : registry.names())
+        for (const auto& o : registry.find(n)->options) option_help += fmt::format("\n  {} {}: {}", n, o.key, o.help);
+    app.add_option("-o,--option", backend_options, option_help);
     bool unpaced = false;
-    app.add_flag("--unpaced", unpaced, "null backend: play everything the instant it arrives (benchmarks)");
+    app.add_flag("--unpaced", unpaced, "null backend: play everything the instant it arrives (= -o unpaced=1)");
     app.add_option("--streams", spec.streams, "PCM streams in order, e.g. out:1,in:1")->capture_default_str();
     app.add_option("--formats", spec.formats, "sample formats offered: S16,S24,S32,FLOAT,U8")->capture_default_str();
     app.add_option("--rates", spec.rates, "rates offered: a range (8000-192000) or a list (44100,48000)")
         ->capture_default_str();
     app.add_option("--channels", spec.channels, "channel range, e.g. 1-8 or 2")->capture_default_str();
-    app.add_option("--device", device_name, "ALSA PCM (--backend alsa)")->capture_default_str();
-    app.add_option("--wav-dir", wav_dir, "directory for stream-<id>.wav (--backend wav); created if missing")
+    auto* device_opt = app.add_option("--device", device_name, "ALSA PCM (--backend alsa; = -o device=)")->capture_default_str();
+    auto* wav_dir_opt = app.add_option("--wav-dir", wav_dir, "directory for stream-<id>.wav (--backend wav; = -o dir=)")
         ->capture_default_str();
-    app.add_option("--capture-wav", capture_wav, "WAV file capture streams read (--backend wav; default: silence)");
+    app.add_option("--capture-wav", capture_wav, "WAV file capture streams read (--backend wav; = -o capture=)");
     app.add_option("--policy", policy_name, "complete playback messages when played or when consumed")
         ->check(CLI::IsMember({"played", "consumed"}))
         ->capture_default_str();
@@ -100,42 +78,46 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    auto log = spdlog::stderr_color_mt("vsnd-host");
+    log = spdlog::stderr_color_mt("vsnd-host");
     log->set_level(spdlog::level::from_str(log_level));
     log->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
     if (unpaced && backend_name != "null") return fail("--unpaced needs --backend null");
     auto topology = vhost_user::make_topology(spec);
     if (!topology) return fail(topology.error());
-    bool outputs = false, inputs = false;
-    for (const auto& s : topology->streams) (s.direction == wire::Direction::Output ? outputs : inputs) = true;
+
+    // The shorthand options are backend options; -o settings come after them and win.
+    device::BackendOptions options;
+    if (unpaced) options.set("unpaced", "1");
+    if (backend_name == "wav") {
+        options.set("dir", wav_dir);
+        if (!capture_wav.empty()) options.set("capture", capture_wav);
+    } else if (!capture_wav.empty() || wav_dir_opt->count()) {
+        return fail("--wav-dir and --capture-wav need --backend wav");
+    }
+    if (backend_name == "alsa") options.set("device", device_name);
+    else if (device_opt->count()) return fail("--device needs --backend alsa");
+    for (const auto& o : backend_options)
+        if (auto r = options.add(o); !r) return fail(r.error());
 
     MonotonicClock clock;
-    std::unique_ptr<device::AudioBackend> backend;
-    if (backend_name == "null") {
-        backend = std::make_unique<backends::NullBackend>(clock, backends::PacedTiming{}, unpaced);
-    } else if (backend_name == "wav") {
-        std::error_code ec;
-        std::filesystem::create_directories(wav_dir, ec);
-        if (ec || !std::filesystem::is_directory(wav_dir))
-            return fail(fmt::format("--wav-dir {}: {}", wav_dir, ec ? ec.message() : "not a directory"));
-        if (!capture_wav.empty()) {
-            auto r = audio::WavFileReader::open(capture_wav);
-            if (!r) return fail(fmt::format("--capture-wav {}: {}", capture_wav, r.error()));
-            backend = std::make_unique<backends::WavBackend>(clock, wav_dir, capture_wav);
-        } else {
-            if (inputs) log->info("no --capture-wav: capture streams record silence");
-            backend = std::make_unique<WavOutNullIn>(clock, wav_dir);
-        }
-    } else {
-        for (bool playback : {true, false}) {
-            if (playback ? !outputs : !inputs) continue;
-            if (auto why = probe_alsa(device_name, playback); !why.empty()) return fail(why);
-        }
-        backends::AlsaOptions opts;
-        opts.log = [log](const std::string& m) { log->info("alsa: {}", m); }; // geometry, xruns, failures
-        backend = std::make_unique<backends::AlsaBackend>(clock, device_name, std::move(opts));
+    auto created = registry.create(backend_name, clock, options);
+    if (!created) return fail(created.error());
+    std::unique_ptr<device::AudioBackend> backend = std::move(created).value();
+
+    // Offer what was asked for and the backend can do: an impossible request stops here, in one
+    // line, rather than as IO_ERR at the guest's first PREPARE.
+    const auto fit = device::fit_topology(*topology, backend->capabilities());
+    if (fit.status == device::Fit::Invalid) {
+        std::string why;
+        for (const auto& n : fit.notes) why += (why.empty() ? "" : "; ") + n;
+        return fail(fmt::format("backend {} cannot serve this topology: {}", backend->name(), why));
     }
+    for (const auto& n : fit.notes) log->warn("topology adjusted: {}", n);
+    bool inputs = false;
+    for (const auto& st : topology->streams) inputs |= st.direction == wire::Direction::Input;
+    if (backend_name == "wav" && capture_wav.empty() && !options.get("capture") && inputs)
+        log->info("no --capture-wav: capture streams record silence");
 
     const auto policy = policy_name == "played" ? device::CompletionPolicy::Played : device::CompletionPolicy::Consumed;
     device::SoundDevice dev(*topology, *backend, clock, policy);

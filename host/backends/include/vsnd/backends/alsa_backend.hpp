@@ -45,11 +45,13 @@
 
 #include "vsnd/timing/clock.hpp"
 #include "vsnd/device/audio_backend.hpp"
+#include "vsnd/device/backend_registry.hpp"
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -65,6 +67,7 @@ struct AlsaOptions {
     bool smooth_position = true;          // undo hw pointer granularity (see alsa_backend.cpp)
     int rt_priority = 0;                  // > 0: SCHED_FIFO priority of the audio threads
     std::string capture_device;           // capture PCM if different from the playback one
+    std::map<std::uint32_t, std::string> stream_devices; // PCM of one stream, overriding both
     std::function<void(const std::string&)> log; // default: stderr
 };
 
@@ -85,6 +88,10 @@ public:
     ~AlsaBackend() override;
 
     std::string name() const override { return "alsa"; }
+    // What the PCMs accept without resampling (formats, rates, channels per direction), probed
+    // with snd_pcm_hw_params_test_*; a PCM that cannot be opened makes its direction unavailable.
+    // Per-stream devices are not probed: they answer at PREPARE. Start-up thread; opens the PCMs.
+    device::Capabilities capabilities() const override;
     Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t stream_id,
                                                                        const device::StreamFormat& fmt) override;
     const std::string& device_name() const { return device_; }
@@ -94,6 +101,10 @@ private:
     std::string device_;
     AlsaOptions opts_;
 };
+
+// "alsa" with options device= (per stream too: 1:device=hw:1) and capture-device=
+// (vsnd-backend-alsa). `log` receives geometry, xrun and failure lines.
+void register_alsa_backend(device::BackendRegistry& registry, std::function<void(const std::string&)> log = {});
 
 // The geometry open() would choose for a guest format, given what the PCM accepts (pure
 // arithmetic, no ALSA calls; open() then asks ALSA for the nearest sizes).

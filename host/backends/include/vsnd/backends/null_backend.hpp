@@ -4,6 +4,7 @@
 #pragma once
 
 #include "vsnd/backends/paced_stream.hpp"
+#include "vsnd/device/backend_registry.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -50,5 +51,8 @@ private:
     PacedTiming timing_;
     bool unpaced_;
 };
+
+// "null" with option unpaced=1 (vsnd-backends).
+void register_null_backend(device::BackendRegistry& registry);
 
 } // namespace vsnd::backends

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "vsnd/backends/paced_stream.hpp"
+#include "vsnd/device/backend_registry.hpp"
 
 #include <filesystem>
 #include <map>
@@ -17,6 +18,7 @@ public:
     WavBackend(const Clock& clock, std::filesystem::path output_dir, std::filesystem::path capture_file,
                PacedTiming timing = {});
     std::string name() const override { return "wav"; }
+    device::Capabilities capabilities() const override;
     Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t stream_id,
                                                                        const device::StreamFormat& fmt) override;
     std::filesystem::path output_path(std::uint32_t stream_id) const;
@@ -33,5 +35,8 @@ private:
     std::filesystem::path output_dir_, capture_file_;
     PacedTiming timing_;
 };
+
+// "wav" with options dir= and capture= (vsnd-backend-wav).
+void register_wav_backend(device::BackendRegistry& registry);
 
 } // namespace vsnd::backends

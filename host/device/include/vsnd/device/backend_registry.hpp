@@ -26,6 +26,8 @@ public:
     // Stream `stream`'s value of `key`: its own setting, else the one for every stream.
     std::optional<std::string> get(std::uint32_t stream, const std::string& key) const;
     std::optional<std::string> get(const std::string& key) const;
+    // The streams that have their own setting of `key`.
+    std::vector<std::uint32_t> streams_setting(const std::string& key) const;
     // Every key given (for checking against what a backend knows).
     std::vector<std::string> keys() const;
 

@@ -48,11 +48,16 @@ struct Topology {
 
 // What a backend can play or record. The topology offered to the guest is what the user asked
 // for intersected with this (device::fit_topology), so an impossible request fails at start-up.
-struct Capabilities {
+struct DirectionCapabilities {
+    bool available = true;
+    std::string why_not;                        // when not available, one line
     std::uint64_t formats = ~std::uint64_t{0}; // bit per wire::PcmFormat
     std::uint64_t rates = ~std::uint64_t{0};   // bit per wire::PcmRate
     std::uint8_t channels_min = 1, channels_max = 255;
-    bool output = true, input = true;
+};
+struct Capabilities {
+    DirectionCapabilities output, input;
+    const DirectionCapabilities& of(wire::Direction d) const { return d == wire::Direction::Output ? output : input; }
 };
 
 // libcamera's answer to a configuration: as asked, adjusted to what can be done, or impossible.
