@@ -1,5 +1,6 @@
 // The playback clock on synthetic completions: it learns a rate off nominal, answers between
-// updates, holds while paused, and re-anchors on a discontinuity.
+// updates, holds while paused, re-anchors on a discontinuity, and reads the same from virtio
+// completions and from ALSA status.
 #include "vsnd/timing/playback_clock.hpp"
 
 #include <gtest/gtest.h>
@@ -73,6 +74,40 @@ TEST(PlaybackClock, DiscontinuityReanchors) {
     EXPECT_NEAR(*clock.frames_at(static_cast<Nanos>(card.time_of(480.0 * 101) + 50e6)), 480.0 * 101, 0.5);
     clock.reset();
     EXPECT_FALSE(clock.valid());
+}
+
+// The same card observed two ways: as a virtio driver sees it (a tx completion per period, with
+// latency_bytes of completed audio not yet heard) and as a program playing through ALSA sees it
+// (snd_pcm_status at irregular instants: frames written, delay, htstamp). Both feeds must give
+// the same clock, and that clock must be the card's truth.
+TEST(PlaybackClock, FedFromVirtioCompletionsOrAlsaStatusAlike) {
+    const Card card{48000, 200};
+    const std::uint32_t fb = 4, period = 480;
+    const double dac_latency = 960; // frames completed (or written) but not yet heard
+    PlaybackClock virtio(48000), alsa(48000);
+    for (int i = 1; i <= 600; ++i) {
+        // Completion of period i: its last frame left the device's queue; `dac_latency` frames
+        // of what it returned are still to be heard.
+        const double heard = period * i - dac_latency;
+        const Nanos t = static_cast<Nanos>(card.time_of(heard));
+        virtio.update(from_virtio_completion(std::uint64_t{period} * i * fb, static_cast<std::uint32_t>(dac_latency * fb), fb, t));
+        // A status read at an instant unrelated to periods, with the application 3 periods ahead.
+        const double at_frame = period * i - 0.37 * period;
+        const Nanos ts = static_cast<Nanos>(card.time_of(at_frame));
+        const auto appl = static_cast<std::uint64_t>(at_frame) + 3 * period;
+        alsa.update(from_alsa_status(appl, static_cast<std::int64_t>(appl) - static_cast<std::int64_t>(at_frame), ts));
+    }
+    for (double f : {period * 600.0 + 100, period * 650.0}) {
+        const Nanos t = static_cast<Nanos>(card.time_of(f));
+        EXPECT_NEAR(*virtio.frames_at(t), f, 0.5);
+        EXPECT_NEAR(*alsa.frames_at(t), f, 0.5);
+    }
+    EXPECT_NEAR(virtio.rate(), 48000 * 1.0002, 0.05);
+    EXPECT_NEAR(alsa.rate(), 48000 * 1.0002, 0.05);
+
+    // Capture completions count the device's held-back bytes the other way.
+    EXPECT_DOUBLE_EQ(from_virtio_completion(4000, 400, 4, 7, false).frames, 1100.0);
+    EXPECT_DOUBLE_EQ(from_virtio_completion(4000, 400, 4, 7, true).frames, 900.0);
 }
 
 } // namespace

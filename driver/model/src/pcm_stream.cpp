@@ -177,11 +177,8 @@ void PcmStream::on_complete(std::uint32_t period, std::uint32_t used_len, Nanos 
     (void)used_len;
     hw_ += period_bytes_;
     ++periods_completed_;
-    if (state_ == StreamState::Running) {
-        const double latency_frames = static_cast<double>(last_latency_) / frame_bytes_;
-        const double frames = static_cast<double>(hw_ / frame_bytes_);
-        clock_.update(output() ? frames - latency_frames : frames + latency_frames, when);
-    }
+    if (state_ == StreamState::Running)
+        clock_.update(timing::from_virtio_completion(hw_, last_latency_, frame_bytes_, when, output()));
     if (output()) flush_queue();
 }
 

@@ -21,7 +21,6 @@
 #include <alsa/asoundlib.h>
 #include <fmt/format.h>
 
-#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -112,7 +111,6 @@ namespace {
 using alsa_detail::PositionSnapshot;
 
 constexpr double kLeak = 0.005;                  // smoothing: how fast the start-time line may rise
-constexpr Nanos kCommandTimeout = 500'000'000;   // start()/stop() wait this long for the audio thread
 constexpr Nanos kStampSanity = kNanosPerSecond;  // an htstamp this far from now is not MONOTONIC
 constexpr unsigned kMaxPollFds = 8;
 
@@ -127,14 +125,6 @@ Nanos mono_now() {
 
 Nanos to_nanos(const snd_htimestamp_t& ts) { return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec; }
 
-void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected, Nanos timeout) {
-    timespec ts{static_cast<time_t>(timeout / kNanosPerSecond), static_cast<long>(timeout % kNanosPerSecond)};
-    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, &ts, nullptr, 0);
-}
-
-void futex_wake(std::atomic<std::uint32_t>& word) {
-    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-}
 
 std::optional<snd_pcm_format_t> alsa_format(wire::PcmFormat f) {
     using F = wire::PcmFormat;
@@ -206,6 +196,7 @@ public:
 
     void launch(); // starts the audio thread (end of open)
 
+    void set_waker(device::Waker wake) override;
     void start() override { command(true); }
     void stop() override { command(false); }
     std::size_t writable_bytes() override;
@@ -222,6 +213,7 @@ private:
 
     // Device thread.
     void command(bool run);
+    device::Position live_position();
     void signal_audio_thread() const;
     void log(const std::string& msg) const;
     void notice_events();
@@ -232,6 +224,7 @@ private:
 
     // Audio thread.
     void run();
+    void wake_device();
     void apply(bool run);
     void playback_cycle(Nanos now);
     void capture_cycle();
@@ -268,6 +261,8 @@ private:
     std::atomic<bool> failed_{false};
     std::array<char, 256> fail_msg_{}; // written before failed_ is released
     alsa_detail::SeqlockPosition pos_;
+    device::Waker waker_storage_;                       // written once, before waker_ is released
+    std::atomic<const device::Waker*> waker_{nullptr};
 
     // Audio thread only.
     Hw hw_ = Hw::Prepared;
@@ -284,9 +279,14 @@ private:
     double base_ = 0;               // smoothing: start time of the current run's line (ns)
     Nanos base_at_ = 0;
     unsigned idle_wakeups_ = 0;
+    std::uint64_t woken_at_ = 0;    // ring head (playback) or tail (capture) the device last heard of
+    std::uint64_t woken_xruns_ = 0;
+    bool woken_failed_ = false;
 
     // Device thread only.
     bool want_ = false;
+    std::uint32_t stop_seq_ = 0;    // a stop the audio thread has not acknowledged yet ...
+    device::Position frozen_;       // ... and the position the device saw when it asked for it
     std::uint64_t seen_xruns_ = 0;
     mutable std::atomic<bool> fail_logged_{false};
     bool fallback_ = false;
@@ -348,28 +348,36 @@ void AlsaStream::signal_audio_thread() const {
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
+void AlsaStream::set_waker(device::Waker wake) {
+    if (waker_.load(std::memory_order_acquire)) return; // once: the audio thread may be calling it
+    waker_storage_ = std::move(wake);
+    waker_.store(&waker_storage_, std::memory_order_release);
+}
+
+// Posts the command and returns: the audio thread applies it (ALSA calls may take milliseconds)
+// and wakes the device when done. Until a stop is acknowledged the position holds where the
+// device last saw it; the audio thread lets the hardware play at least that far before pausing,
+// so nothing the device has completed as audible is cut.
 void AlsaStream::command(bool run) {
     if (fallback_) { // the paced null stream holds while stopped
         const Nanos now = clock_.now();
         fb_acc_ = fallback_elapsed(now);
         fb_since_ = now;
     }
+    if (!run && want_) {
+        frozen_ = live_position();
+        if (frozen_.running) {
+            const Nanos now = clock_.now();
+            if (now > frozen_.when) frozen_.frames += frames_of(now - frozen_.when, rate_);
+            frozen_.when = std::max(frozen_.when, now);
+            frozen_.running = false;
+        }
+    }
     want_ = run;
     want_running_.store(run, std::memory_order_release);
     const std::uint32_t seq = cmd_seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    stop_seq_ = run ? 0 : seq;
     signal_audio_thread();
-    const Nanos deadline = mono_now() + kCommandTimeout;
-    for (;;) {
-        const std::uint32_t ack = ack_seq_.load(std::memory_order_acquire);
-        if (static_cast<std::int32_t>(ack - seq) >= 0) break;
-        const Nanos left = deadline - mono_now();
-        if (left <= 0) {
-            log(fmt::format("stream {}: audio thread did not acknowledge {} within {} ms", setup_.id,
-                            run ? "start" : "stop", kCommandTimeout / 1'000'000));
-            break;
-        }
-        futex_wait(ack_seq_, ack, left);
-    }
     notice_events();
 }
 
@@ -454,6 +462,14 @@ void AlsaStream::read(std::span<std::uint8_t> out) {
 }
 
 device::Position AlsaStream::position() {
+    if (stop_seq_ && !check_failed()) {
+        if (static_cast<std::int32_t>(ack_seq_.load(std::memory_order_acquire) - stop_seq_) < 0) return frozen_;
+        stop_seq_ = 0;
+    }
+    return live_position();
+}
+
+device::Position AlsaStream::live_position() {
     if (check_failed()) {
         const Nanos now = clock_.now();
         const std::uint64_t f = fallback_frames(now);
@@ -478,7 +494,9 @@ std::optional<Nanos> AlsaStream::next_wakeup() {
         return now + period_ns_;
     }
     if (!want_) return std::nullopt;
-    // The audio thread refreshes room/data about once a host period; look just after that.
+    // The audio thread wakes the device whenever room or data appears (set_waker).
+    if (waker_.load(std::memory_order_relaxed)) return std::nullopt;
+    // Without a waker: it refreshes room/data about once a host period; look just after that.
     const PositionSnapshot s = pos_.load();
     const Nanos margin = std::min<Nanos>(period_ns_ / 4, 1'000'000);
     Nanos t = s.updated + period_ns_ + margin;
@@ -799,6 +817,21 @@ int AlsaStream::poll_timeout_ms(Nanos now, bool& poll_pcm) {
     return -1;
 }
 
+// After each cycle: if the device can now do something it could not (room in the ring, captured
+// data, a new position, an xrun, a failure, an acknowledged command), wake its loop.
+void AlsaStream::wake_device() {
+    const auto* w = waker_.load(std::memory_order_acquire);
+    if (!w || !*w) return;
+    const std::uint64_t at = output_ ? ring_.head() : ring_.tail();
+    const std::uint64_t x = xruns_.load(std::memory_order_relaxed);
+    const bool failed = failed_.load(std::memory_order_relaxed);
+    if (at == woken_at_ && x == woken_xruns_ && failed == woken_failed_) return;
+    woken_at_ = at;
+    woken_xruns_ = x;
+    woken_failed_ = failed;
+    (*w)();
+}
+
 void AlsaStream::run() {
     std::array<pollfd, kMaxPollFds + 1> fds{};
     for (;;) {
@@ -811,13 +844,14 @@ void AlsaStream::run() {
             else active_ = want_running_.load(std::memory_order_acquire);
             handled_seq_ = seq;
             ack_seq_.store(seq, std::memory_order_release);
-            futex_wake(ack_seq_);
+            woken_at_ = ~std::uint64_t{0}; // the device hears of the new state below
         }
         const Nanos now = mono_now();
         if (!failed_.load(std::memory_order_relaxed)) {
             if (output_) playback_cycle(now);
             else capture_cycle();
         }
+        wake_device();
         bool poll_pcm = false;
         int timeout = poll_timeout_ms(mono_now(), poll_pcm);
         if (timeout == 0) continue;

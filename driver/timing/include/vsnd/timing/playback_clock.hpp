@@ -1,10 +1,12 @@
-// The guest's playback clock: which frame is audible when. Fed at every tx completion with
-// (completed frames − latency_bytes / frame size, completion time) and smoothed by a second-order
-// delay-locked loop, it answers between completions too. A device that completes on hand-off and
-// reports latency 0 makes this clock run early by its hidden buffering; vsnd-host does not.
+// A playback clock: which frame is audible when. Fed with PositionSamples from any source — the
+// driver model's tx completions + latency_bytes, or ALSA's snd_pcm_status (delay + htstamp) for a
+// program playing through ALSA — and smoothed by a second-order delay-locked loop, it answers
+// between samples too. A device that completes on hand-off and reports latency 0 makes it run
+// early by its hidden buffering; vsnd-host does not. Single-threaded: one owner feeds and reads.
 #pragma once
 
 #include "vsnd/timing/clock.hpp"
+#include "vsnd/timing/position_sample.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -29,6 +31,7 @@ public:
     void pause(Nanos when);
     // `audible_frames` frames had been audible at `when`.
     void update(double audible_frames, Nanos when);
+    void update(const PositionSample& s) { update(s.frames, s.when); }
 
     bool valid() const { return valid_; }
     // Frames audible at t (fractional), once the clock has had an update.

@@ -7,8 +7,12 @@
 // allocates and never waits for the device thread: the device thread (the event loop calling the
 // BackendStream methods) hands bytes over through a preallocated single-producer/single-consumer
 // byte ring and reads the latest position from a seqlock-published snapshot. start()/stop() post
-// a command to the audio thread (an eventfd wakes it) and wait, bounded, for its acknowledgement,
-// so a stop() that returns means the PCM is paused and the position frozen.
+// a command to the audio thread (an eventfd wakes it) and return at once; from a stop() on the
+// position holds where the device saw it until the audio thread has paused the PCM (it plays at
+// least that far first). The audio thread wakes the device loop (set_waker) whenever room, data,
+// a position, an xrun, a failure or an acknowledged command appear, so the loop never polls it.
+// Still on the device thread: open (snd_pcm_open, hw/sw params, thread start) and close (thread
+// join, drop, close).
 //
 // Sizing. The host period follows the guest's (never above it, at least AlsaOptions::min_period)
 // and playback keeps at most `periods` host periods queued in ALSA plus one in the ring, together
