@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 
 #include "audio_format.hpp"
+#include "vsnd/timing/playback_clock.hpp"
 #include "host_clock.hpp"
 #include "pcm.hpp"
 #include "wav.hpp"
@@ -128,7 +129,8 @@ void sleep_until_ns(std::uint64_t t) {
 // the kernel's timestamp of the hw_ptr update (the completion instant as the guest saw it).
 class StatusPoller {
 public:
-    StatusPoller(Pcm& pcm, unsigned interval_us) : pcm_(pcm), interval_ns_(interval_us * 1000ull) {
+    StatusPoller(Pcm& pcm, unsigned interval_us)
+        : pcm_(pcm), interval_ns_(interval_us * 1000ull), clock_(pcm.config().format.rate) {
         thread_ = std::thread([this] { run(); });
     }
     ~StatusPoller() { stop(); }
@@ -143,11 +145,14 @@ public:
     [[nodiscard]] const std::string& error() const { return error_; }
     [[nodiscard]] std::uint64_t polls() const { return polls_; }
     [[nodiscard]] std::uint64_t max_gap_ns() const { return max_gap_ns_; }
+    // After stop(): the rate the ALSA-fed playback clock measured, and its discontinuities.
+    [[nodiscard]] const vsnd::timing::PlaybackClock& clock() const { return clock_; }
 
 private:
     void run() {
         std::uint64_t last_hw = 0;
         std::int64_t index = 0;
+        std::int64_t& clock_index = clock_index_;
         std::uint64_t next = monotonic_ns();
         std::uint64_t prev = 0;
         try {
@@ -160,7 +165,16 @@ private:
                 if (running && st.hw_frames != last_hw) {
                     log_.add_at("hw", index++, st.hw_frames, st.runtime_delay(pcm_.buffer()), st.now_ns, st.tstamp_ns);
                     last_hw = st.hw_frames;
+                    // The project's playback clock, fed from ALSA's status: frames written minus
+                    // delay, at the htstamp of the hw_ptr move.
+                    const std::uint64_t appl = st.hw_frames + (pcm_.buffer() - st.avail);
+                    clock_.update(vsnd::timing::from_alsa_status(appl, st.delay, static_cast<vsnd::Nanos>(st.tstamp_ns)));
                 }
+                if (running && clock_.valid())
+                    log_.add_at("alsa_clock", clock_index++,
+                                static_cast<std::uint64_t>(std::llround(*clock_.frames_at(static_cast<vsnd::Nanos>(st.now_ns)))),
+                                std::nullopt, st.now_ns);
+                if (!running) clock_.pause(static_cast<vsnd::Nanos>(st.now_ns));
                 next += interval_ns_;
                 const std::uint64_t now = monotonic_ns();
                 if (next < now) next = now;  // fell behind: do not burst
@@ -178,6 +192,8 @@ private:
     std::string error_;
     std::uint64_t polls_ = 0;
     std::uint64_t max_gap_ns_ = 0;
+    vsnd::timing::PlaybackClock clock_;
+    std::int64_t clock_index_ = 0;
     std::thread thread_;
 };
 
@@ -295,13 +311,16 @@ void play(const Options& o, EventLog& log, bool with_pause) {
     if (poller) {
         poller->stop();  // before reading its counters
         const std::uint64_t polls = poller->polls(), max_gap = poller->max_gap_ns();
-        const std::size_t before = log.size();
+        const vsnd::timing::PlaybackClock clock = poller->clock();
         const std::string err = poller->error();
         guard.finish();
         if (!err.empty()) throw AlsaError("status poller: " + err);
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "%s: status poller: %" PRIu64 " polls, %zu hw position changes, longest gap %.2f ms\n",
-                      mode, polls, log.size() - before, static_cast<double>(max_gap) / 1e6);
+        char buf[256];
+        std::snprintf(buf, sizeof buf,
+                      "%s: status poller: %" PRIu64 " polls, %" PRIu64 " hw position changes, longest gap %.2f ms; "
+                      "ALSA playback clock %.2f Hz (%+.1f ppm), %" PRIu64 " re-anchors\n",
+                      mode, polls, clock.updates(), static_cast<double>(max_gap) / 1e6, clock.rate(),
+                      (clock.rate() / fmt.rate - 1) * 1e6, clock.relocks());
         poll_note = buf;
     }
     pcm.close();

@@ -1,4 +1,5 @@
 #include "pcm.hpp"
+#include "vsnd/timing/clock.hpp"
 
 #include <cerrno>
 #include <cstdarg>
@@ -38,11 +39,7 @@ std::string describe(const PcmConfig& cfg, const std::string& what, long err) {
 
 void install_alsa_error_handler() { snd_lib_error_set_handler(&on_alsa_lib_error); }
 
-std::uint64_t monotonic_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+std::uint64_t monotonic_ns() { return static_cast<std::uint64_t>(vsnd::MonotonicClock{}.now()); }
 
 Pcm::Pcm(const PcmConfig& cfg) : cfg_(cfg), frame_bytes_(cfg.format.frame_bytes()) {
     g_lib_message.clear();
