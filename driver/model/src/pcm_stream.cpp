@@ -17,35 +17,66 @@ constexpr std::size_t kHeaderSlot = 16; // per period: xfer (4 bytes) at 0, stat
 PcmStream::PcmStream(SoundDriver& driver, std::uint32_t id, wire::PcmInfo info)
     : driver_(driver), id_(id), info_(info), clock_(48000) {}
 
+void PcmStream::give_back_memory() {
+    if (in_flight_) return; // the device may still write them
+    if (ring_.size) driver_.transport().release(ring_);
+    if (headers_.size) driver_.transport().release(headers_);
+    ring_ = headers_ = {};
+}
+
 Result PcmStream::command(wire::Code code) {
     auto r = driver_.control(wire::encode(wire::PcmHeader{code, id_}));
     if (!r) return Unexpected{DriverError{fmt::format("stream {}: {}", id_, r.error().message), r.error().status}};
     return Done{};
 }
 
+// Transactional: the new sizes and buffers take effect only once the device accepted them; on
+// any failure the stream keeps its earlier parameters and memory. Buffers that no longer fit are
+// given back to the transport, so renegotiation does not leak guest memory.
 Result PcmStream::set_params(const PcmConfig& cfg) {
     auto fail = [&](std::string m) { return Result(Unexpected{DriverError{fmt::format("stream {}: {}", id_, m), {}}}); };
     if (in_flight_) return fail("I/O messages still pending");
     const auto rate = wire::rate_from_hz(cfg.rate);
     const auto fi = wire::format_info(cfg.format);
     if (!rate || !fi || fi->physical_bytes == 0) return fail("rate or format has no virtio code");
-    if (cfg.period_frames == 0 || cfg.periods == 0) return fail("empty period or ring");
-    frame_bytes_ = fi->physical_bytes * cfg.channels;
-    period_bytes_ = cfg.period_frames * frame_bytes_;
-    buffer_bytes_ = period_bytes_ * cfg.periods;
-    if (ring_.size < buffer_bytes_) {
-        auto mem = driver_.transport().allocate(buffer_bytes_, 4096);
+    if (cfg.period_frames == 0 || cfg.periods == 0 || cfg.channels == 0) return fail("empty period, ring or frame");
+    const std::uint64_t frame = std::uint64_t{fi->physical_bytes} * cfg.channels;
+    const std::uint64_t period = cfg.period_frames * frame, buffer = period * cfg.periods;
+    if (buffer > 0xffffffffu) return fail("ring larger than 4 GiB");
+    auto& transport = driver_.transport();
+    DmaBuffer ring = ring_, headers = headers_;
+    const bool new_ring = ring.size < buffer, new_headers = headers.size < std::size_t{cfg.periods} * kHeaderSlot;
+    auto drop_new = [&] {
+        if (new_ring && ring.size) transport.release(ring);
+        if (new_headers && headers.size) transport.release(headers);
+    };
+    if (new_ring) {
+        auto mem = transport.allocate(buffer, 4096);
         if (!mem) return fail("out of guest memory for the ring buffer");
-        ring_ = *mem;
+        ring = *mem;
     }
-    if (headers_.size < std::size_t{cfg.periods} * kHeaderSlot) {
-        auto mem = driver_.transport().allocate(std::size_t{cfg.periods} * kHeaderSlot);
-        if (!mem) return fail("out of guest memory for message headers");
-        headers_ = *mem;
+    if (new_headers) {
+        auto mem = transport.allocate(std::size_t{cfg.periods} * kHeaderSlot);
+        if (!mem) {
+            drop_new();
+            return fail("out of guest memory for message headers");
+        }
+        headers = *mem;
     }
-    wire::PcmSetParams p{id_, buffer_bytes_, period_bytes_, cfg.features, cfg.channels, cfg.format, *rate};
+    wire::PcmSetParams p{id_, static_cast<std::uint32_t>(buffer), static_cast<std::uint32_t>(period), cfg.features,
+                         cfg.channels, cfg.format, *rate};
     auto r = driver_.control(wire::encode(p));
-    if (!r) return Unexpected{DriverError{fmt::format("stream {}: {}", id_, r.error().message), r.error().status}};
+    if (!r) {
+        drop_new();
+        return Unexpected{DriverError{fmt::format("stream {}: {}", id_, r.error().message), r.error().status}};
+    }
+    if (new_ring && ring_.size) transport.release(ring_);
+    if (new_headers && headers_.size) transport.release(headers_);
+    ring_ = ring;
+    headers_ = headers;
+    frame_bytes_ = static_cast<std::uint32_t>(frame);
+    period_bytes_ = static_cast<std::uint32_t>(period);
+    buffer_bytes_ = static_cast<std::uint32_t>(buffer);
     cfg_ = cfg;
     busy_.assign(cfg.periods, false);
     clock_ = timing::PlaybackClock(cfg.rate);
@@ -78,6 +109,31 @@ Result PcmStream::stop() {
     clock_.pause(driver_.clock().now());
     state_ = StreamState::Paused;
     return Done{};
+}
+
+Result PcmStream::start_async(std::function<void(const Result&)> done) {
+    if (!output()) flush_queue();
+    return driver_.control_async(wire::encode(wire::PcmHeader{wire::Code::PcmStart, id_}), 0,
+                                 [this, done = std::move(done)](const Result& r, std::span<const std::uint8_t>) {
+                                     if (r) state_ = StreamState::Running;
+                                     if (done) done(r);
+                                 });
+}
+
+Result PcmStream::stop_async(std::function<void(const Result&)> done) {
+    return driver_.control_async(wire::encode(wire::PcmHeader{wire::Code::PcmStop, id_}), 0,
+                                 [this, done = std::move(done)](const Result& r, std::span<const std::uint8_t>) {
+                                     if (r) {
+                                         clock_.pause(driver_.clock().now());
+                                         state_ = StreamState::Paused;
+                                     }
+                                     if (done) done(r);
+                                 });
+}
+
+std::optional<double> PcmStream::buffered_frames(Nanos t) const {
+    if (!clock_.valid()) return std::nullopt;
+    return static_cast<double>(written_frames()) - *clock_.frames_at(t);
 }
 
 Result PcmStream::release() {

@@ -8,8 +8,10 @@
 namespace vsnd::driver {
 
 namespace {
-constexpr std::size_t kControlArea = 64 * 1024;
+// A control request's DMA buffer: the request, the status header, the response payload (Linux
+// sends them as separate descriptors too).
 constexpr std::size_t kRequestAt = 0, kStatusAt = 64, kPayloadAt = 128;
+constexpr std::size_t kMaxResponse = 64 * 1024;
 
 DriverError error(std::string msg, std::optional<wire::Status> st = std::nullopt) {
     return DriverError{std::move(msg), st};
@@ -19,40 +21,89 @@ DriverError error(std::string msg, std::optional<wire::Status> st = std::nullopt
 SoundDriver::SoundDriver(DriverTransport& transport, const Clock& clock, Options options)
     : transport_(transport), clock_(clock), opt_(options) {}
 
-Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std::uint8_t> response) {
-    if (request.size() > kStatusAt - kRequestAt || response.size() > kControlArea - kPayloadAt)
-        return Unexpected{error("control request or response too large for the control area")};
-    std::memcpy(control_mem_.host + kRequestAt, request.data(), request.size());
-    std::memset(control_mem_.host + kStatusAt, 0, 4);
-    // Status and payload in separate descriptors, as Linux sends them.
-    virtq::DriverBuffer bufs[3] = {
-        {control_mem_.gpa + kRequestAt, static_cast<std::uint32_t>(request.size()), false},
-        {control_mem_.gpa + kStatusAt, 4, true},
-        {control_mem_.gpa + kPayloadAt, static_cast<std::uint32_t>(response.size()), true},
-    };
-    const auto code = wire::peek_code(request);
-    const std::string what = code ? std::string(wire::name(*code)) : "request";
-    control_done_ = false;
-    if (!transport_.queue(0).add(std::span(bufs, response.empty() ? 2 : 3), ++control_token_))
-        return Unexpected{error(what + ": control queue full")};
-    publish(wire::QueueIndex::Control);
+// Nothing is given back to the transport here: it may already be gone, and the device may still
+// hold buffers. A driver's memory lives as long as its transport.
+SoundDriver::~SoundDriver() = default;
 
-    const Nanos deadline = clock_.now() + opt_.msg_timeout;
-    for (;;) {
-        process_interrupts();
-        if (control_done_) break;
-        const Nanos now = clock_.now();
-        if (now >= deadline) return Unexpected{error(what + ": no answer within the message timeout")};
-        transport_.wait_interrupt(deadline - now);
+Result SoundDriver::control_async(std::span<const std::uint8_t> request, std::size_t response_bytes, ControlDone done) {
+    const auto code = wire::peek_code(request);
+    std::string what = code ? std::string(wire::name(*code)) : "request";
+    if (request.size() > kStatusAt - kRequestAt || response_bytes > kMaxResponse)
+        return Unexpected{error(what + ": control request or response too large")};
+    auto mem = transport_.allocate(kPayloadAt + response_bytes);
+    if (!mem) return Unexpected{error(what + ": out of guest memory for the control request")};
+    std::memcpy(mem->host + kRequestAt, request.data(), request.size());
+    std::memset(mem->host + kStatusAt, 0, 4);
+    virtq::DriverBuffer bufs[3] = {
+        {mem->gpa + kRequestAt, static_cast<std::uint32_t>(request.size()), false},
+        {mem->gpa + kStatusAt, 4, true},
+        {mem->gpa + kPayloadAt, static_cast<std::uint32_t>(response_bytes), true},
+    };
+    const std::uint64_t token = ++control_token_;
+    if (!transport_.queue(0).add(std::span(bufs, response_bytes == 0 ? 2 : 3), token)) {
+        transport_.release(*mem);
+        return Unexpected{error(what + ": control queue full")};
     }
-    const auto status = wire::decode<wire::StatusHeader>(std::span<const std::uint8_t>(control_mem_.host + kStatusAt, 4));
-    if (!status) return Unexpected{error(what + ": undefined status code in the answer")};
-    if (status->status != wire::Status::Ok)
-        return Unexpected{error(fmt::format("{}: device answered {}", what, wire::name(status->status)), status->status)};
-    if (control_used_ < 4 + response.size())
-        return Unexpected{error(fmt::format("{}: answer of {} bytes, expected {}", what, control_used_, 4 + response.size()))};
-    if (!response.empty()) std::memcpy(response.data(), control_mem_.host + kPayloadAt, response.size());
+    controls_.emplace(token, PendingControl{*mem, response_bytes, clock_.now() + opt_.msg_timeout, std::move(what), std::move(done)});
+    publish(wire::QueueIndex::Control);
     return Done{};
+}
+
+void SoundDriver::finish_control(std::uint64_t token, std::uint32_t used_len) {
+    auto it = controls_.find(token);
+    if (it == controls_.end()) { ++device_faults_; return; } // not a request of ours
+    PendingControl c = std::move(it->second);
+    controls_.erase(it);
+    if (c.done) {
+        const auto status = wire::decode<wire::StatusHeader>(std::span<const std::uint8_t>(c.mem.host + kStatusAt, 4));
+        Result r = Done{};
+        if (!status) r = Unexpected{error(c.what + ": undefined status code in the answer")};
+        else if (status->status != wire::Status::Ok)
+            r = Unexpected{error(fmt::format("{}: device answered {}", c.what, wire::name(status->status)), status->status)};
+        else if (used_len < 4 + c.response_bytes)
+            r = Unexpected{error(fmt::format("{}: answer of {} bytes, expected {}", c.what, used_len, 4 + c.response_bytes))};
+        c.done(r, std::span<const std::uint8_t>(c.mem.host + kPayloadAt, r ? c.response_bytes : 0));
+    }
+    transport_.release(c.mem); // the device has returned it: reusable
+}
+
+std::optional<Nanos> SoundDriver::next_timeout() const {
+    std::optional<Nanos> t;
+    for (const auto& [token, c] : controls_)
+        if (c.done && (!t || c.deadline < *t)) t = c.deadline;
+    return t;
+}
+
+void SoundDriver::expire(Nanos now) {
+    std::vector<std::pair<ControlDone, std::string>> late;
+    for (auto& [token, c] : controls_)
+        if (c.done && c.deadline <= now) {
+            late.emplace_back(std::move(c.done), c.what);
+            c.done = nullptr; // the entry (and its buffer) stays until the device returns it
+        }
+    // After the scan: a callback may queue new requests.
+    for (auto& [done, what] : late) done(Result(Unexpected{error(what + ": no answer within the message timeout")}), {});
+}
+
+Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std::uint8_t> response) {
+    std::optional<Result> outcome;
+    auto sent = control_async(request, response.size(), [&](const Result& r, std::span<const std::uint8_t> payload) {
+        outcome = r;
+        if (r) std::memcpy(response.data(), payload.data(), payload.size());
+    });
+    if (!sent) return sent;
+    while (!outcome) {
+        process_interrupts();
+        if (outcome) break;
+        const auto deadline = next_timeout();
+        const Nanos now = clock_.now();
+        if (!deadline || *deadline <= now) {
+            expire(now);
+            continue;
+        }
+        transport_.wait_interrupt(*deadline - now);
+    }
+    return *outcome;
 }
 
 template <class Info>
@@ -60,7 +111,7 @@ Expected<std::vector<Info>, DriverError> SoundDriver::query(wire::Code code, std
     std::vector<Info> out;
     if (count == 0) return out;
     const std::size_t size = wire::wire_size<Info>;
-    if (count > (kControlArea - kPayloadAt) / size)
+    if (count > kMaxResponse / size)
         return Unexpected{error(fmt::format("{}: {} items do not fit the control area", wire::name(code), count))};
     std::vector<std::uint8_t> payload(count * size);
     auto r = control(wire::encode(wire::QueryInfo{code, 0, count, static_cast<std::uint32_t>(size)}), payload);
@@ -77,10 +128,9 @@ Result SoundDriver::probe() {
     auto cfg = wire::decode_config(transport_.config());
     if (!cfg) return Unexpected{error(std::string("config space: ") + std::string(wire::describe(cfg.error())))};
     config_ = *cfg;
-    auto ctl = transport_.allocate(kControlArea);
+    // Event buffers are not given back: the device holds them in the event queue.
     auto ev = transport_.allocate(std::size_t{opt_.event_buffers} * wire::wire_size<wire::Event>);
-    if (!ctl || !ev) return Unexpected{error("out of guest memory for control and event buffers")};
-    control_mem_ = *ctl;
+    if (!ev) return Unexpected{error("out of guest memory for event buffers")};
     event_mem_ = *ev;
 
     auto jacks = query<wire::JackInfo>(wire::Code::JackInfo, config_.jacks);
@@ -92,6 +142,7 @@ Result SoundDriver::probe() {
     if (!chmaps) return Unexpected{chmaps.error()};
     chmaps_ = *chmaps;
 
+    for (auto& st : streams_) st->give_back_memory();
     streams_.clear();
     for (std::uint32_t i = 0; i < streams->size(); ++i) {
         const auto& info = (*streams)[i];
@@ -122,7 +173,7 @@ void SoundDriver::publish(wire::QueueIndex q) {
 
 std::size_t SoundDriver::process_interrupts() {
     std::size_t handled = 0;
-    const Nanos now = clock_.now();
+    const Nanos now = clock_.now(); // completion time of everything handled in this pass
     bool requeued_events = false;
     for (unsigned q = 0; q < 4; ++q) {
         auto& queue = transport_.queue(q);
@@ -133,13 +184,19 @@ std::size_t SoundDriver::process_interrupts() {
             if (used.len_overran) ++device_faults_;
             switch (static_cast<wire::QueueIndex>(q)) {
             case wire::QueueIndex::Control:
-                if (used.token == control_token_) { control_done_ = true; control_used_ = used.len; }
+                finish_control(used.token, used.len);
                 break;
             case wire::QueueIndex::Event: {
                 const auto slot = static_cast<std::uint16_t>(used.token);
                 auto ev = wire::decode<wire::Event>(
                     std::span<const std::uint8_t>(event_mem_.host + slot * wire::wire_size<wire::Event>, wire::wire_size<wire::Event>));
-                if (used.len >= wire::wire_size<wire::Event> && ev) events_.push_back(*ev);
+                if (used.len >= wire::wire_size<wire::Event> && ev) {
+                    if (events_.size() >= opt_.max_events) {
+                        events_.pop_front();
+                        ++events_dropped_;
+                    }
+                    events_.push_back(*ev);
+                }
                 queue_event_buffer(slot);
                 requeued_events = true;
                 break;
@@ -157,7 +214,13 @@ std::size_t SoundDriver::process_interrupts() {
         }
     }
     if (requeued_events) publish(wire::QueueIndex::Event);
+    expire(clock_.now());
     return handled;
+}
+
+std::size_t SoundDriver::on_interrupt() {
+    transport_.clear_interrupt();
+    return process_interrupts();
 }
 
 bool SoundDriver::wait(Nanos timeout) {

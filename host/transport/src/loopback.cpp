@@ -88,6 +88,7 @@ LoopbackDriverEnd::LoopbackDriverEnd(LoopbackTransport& t, const Clock& clock)
         std::optional<virtq::IndirectArea> ind;
         if (t.layout().indirect_entries) ind = t.indirect_area(q);
         queues_[q] = std::make_unique<virtq::DriverQueue>(t.driver_rings(q), t.layout().queue_size, t.layout().event_idx, ind);
+        calls_.add(t.call(q).fd());
     }
 }
 

@@ -18,4 +18,19 @@ private:
     int fd_;
 };
 
+// One pollable fd for several: readable while any member fd is readable (an epoll instance,
+// level-triggered). A transport's four call eventfds become one interrupt fd this way.
+class ReadableSet {
+public:
+    ReadableSet(); // throws std::system_error
+    ~ReadableSet();
+    ReadableSet(const ReadableSet&) = delete;
+    ReadableSet& operator=(const ReadableSet&) = delete;
+    void add(int fd); // throws std::system_error; the caller keeps `fd` open while it is a member
+    int fd() const { return fd_; }
+
+private:
+    int fd_;
+};
+
 } // namespace vsnd

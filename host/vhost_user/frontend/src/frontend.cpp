@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace vsnd::vhost_user {
 namespace {
@@ -75,6 +76,12 @@ Expected<Done, std::string> Frontend::open(const std::filesystem::path& path) {
         calls_[q].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         errs_[q].reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!kicks_[q] || !calls_[q] || !errs_[q]) return Unexpected{errno_text("eventfd", errno)};
+    }
+    try {
+        calls_set_ = std::make_unique<ReadableSet>();
+        for (auto& c : calls_) calls_set_->add(c.get());
+    } catch (const std::system_error& e) {
+        return Unexpected{std::string(e.what())};
     }
     return Done{};
 }
@@ -233,6 +240,13 @@ void Frontend::kick(unsigned index) {
 
 std::optional<driver::DmaBuffer> Frontend::allocate(std::size_t bytes, std::size_t align) {
     return dma_.allocate(bytes, align);
+}
+
+void Frontend::clear_interrupt() {
+    for (auto& c : calls_) {
+        std::uint64_t v;
+        [[maybe_unused]] auto n = ::read(c.get(), &v, sizeof v);
+    }
 }
 
 bool Frontend::wait_interrupt(Nanos timeout) {

@@ -9,6 +9,8 @@
 #include "vsnd/virtq/split_ring.hpp"
 
 #include <cstdint>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -55,24 +57,65 @@ private:
     std::size_t total_ = 0;
 };
 
-// Hands out [begin, end) of a region mapped at `host` with guest-physical start `gpa`; nothing is
-// ever freed (a driver's buffers live as long as it does).
+// Hands out pieces of [begin, end) of a region mapped at `host` with guest-physical start `gpa`,
+// first fit, and takes them back (neighbouring free pieces merge), so renegotiated rings reuse
+// memory instead of leaking it. Used from the driver's one thread.
 class DmaAllocator {
 public:
     DmaAllocator() = default;
     DmaAllocator(std::uint64_t gpa, std::uint8_t* host, std::uint64_t begin, std::uint64_t end)
-        : gpa_(gpa), host_(host), next_(begin), end_(end) {}
+        : gpa_(gpa), host_(host) {
+        if (end > begin) free_[begin] = end - begin;
+    }
     std::optional<DmaBuffer> allocate(std::size_t bytes, std::size_t align) {
-        const std::uint64_t at = GuestLayout::align_up(next_, align ? align : 1);
-        if (at > end_ || bytes > end_ - at) return std::nullopt;
-        next_ = at + bytes;
-        return DmaBuffer{gpa_ + at, host_ + at, bytes};
+        if (bytes == 0) bytes = 1;
+        const std::uint64_t a = align ? align : 1;
+        for (auto it = free_.begin(); it != free_.end(); ++it) {
+            const std::uint64_t start = it->first, size = it->second;
+            const std::uint64_t at = GuestLayout::align_up(start, a);
+            if (at - start >= size || bytes > size - (at - start)) continue;
+            const std::uint64_t tail = start + size - (at + bytes);
+            free_.erase(it);
+            if (at > start) free_[start] = at - start;
+            if (tail) free_[at + bytes] = tail;
+            used_[at] = bytes;
+            return DmaBuffer{gpa_ + at, host_ + at, bytes};
+        }
+        return std::nullopt;
+    }
+    // A buffer allocate() returned; anything else is ignored.
+    void release(const DmaBuffer& b) {
+        if (b.gpa < gpa_) return;
+        const std::uint64_t at = b.gpa - gpa_;
+        auto u = used_.find(at);
+        if (u == used_.end()) return;
+        std::uint64_t start = at, size = u->second;
+        used_.erase(u);
+        auto next = free_.lower_bound(start);
+        if (next != free_.end() && next->first == start + size) {
+            size += next->second;
+            next = free_.erase(next);
+        }
+        if (next != free_.begin()) {
+            auto prev = std::prev(next);
+            if (prev->first + prev->second == start) {
+                start = prev->first;
+                size += prev->second;
+                free_.erase(prev);
+            }
+        }
+        free_[start] = size;
+    }
+    std::size_t free_bytes() const {
+        std::size_t n = 0;
+        for (const auto& [at, size] : free_) n += size;
+        return n;
     }
 
 private:
     std::uint64_t gpa_ = 0;
     std::uint8_t* host_ = nullptr;
-    std::uint64_t next_ = 0, end_ = 0;
+    std::map<std::uint64_t, std::uint64_t> free_, used_; // offset -> size
 };
 
 } // namespace vsnd::driver

@@ -8,6 +8,8 @@
 #include "vsnd/expected.hpp"
 #include "vsnd/wire/virtio_snd.hpp"
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,8 @@ enum class StreamState { Idle, ParamsSet, Prepared, Running, Paused };
 class PcmStream {
 public:
     PcmStream(SoundDriver& driver, std::uint32_t id, wire::PcmInfo info);
+    PcmStream(const PcmStream&) = delete;
+    PcmStream& operator=(const PcmStream&) = delete;
 
     std::uint32_t id() const { return id_; }
     const wire::PcmInfo& info() const { return info_; }
@@ -44,11 +48,16 @@ public:
     std::uint32_t frame_bytes() const { return frame_bytes_; }
     std::uint32_t period_bytes() const { return period_bytes_; }
 
-    Result set_params(const PcmConfig& cfg);
+    // Blocking commands (each waits for the device's answer).
+    Result set_params(const PcmConfig& cfg); // transactional: nothing changes unless the device accepts
     Result prepare();
     Result start();
     Result stop();
     Result release();
+    // START/STOP for an event loop: the state changes when the device's OK arrives (from
+    // SoundDriver::process_interrupts), then `done` runs; a send that fails returns the error.
+    Result start_async(std::function<void(const Result&)> done = {});
+    Result stop_async(std::function<void(const Result&)> done = {});
 
     // Playback: room in the ring, and copying whole frames into it. Every completed period is
     // queued at once. Returns bytes taken (a multiple of the frame size).
@@ -59,12 +68,22 @@ public:
     std::size_t read(std::span<std::uint8_t> out);
 
     const timing::PlaybackClock& clock() const { return clock_; }
+    // Frames the application has written (playback) or read (capture) since PREPARE.
+    std::uint64_t written_frames() const { return frame_bytes_ ? appl_ / frame_bytes_ : 0; }
+    // Frames written that the device has not yet returned (in the ring or in flight).
+    std::uint64_t queued_frames() const { return frame_bytes_ && appl_ > hw_ ? (appl_ - hw_) / frame_bytes_ : 0; }
+    // Playback: frames written but not yet audible at `t`, by the playback clock (a source's
+    // buffer fill); nullopt before the clock has a sample.
+    std::optional<double> buffered_frames(Nanos t) const;
     std::uint64_t frames_completed() const { return hw_ / frame_bytes_; }
     std::uint64_t periods_completed() const { return periods_completed_; }
     std::uint32_t last_latency_bytes() const { return last_latency_; }
     std::uint64_t io_errors() const { return io_errors_; }
     unsigned in_flight() const { return in_flight_; }
 
+    // Called by SoundDriver before it drops the stream (a new probe): gives the ring and headers
+    // back to the transport, unless the device still holds messages in them.
+    void give_back_memory();
     // Called by SoundDriver for every used tx/rx entry of this stream.
     void on_complete(std::uint32_t period, std::uint32_t used_len, Nanos when);
 

@@ -28,9 +28,16 @@ public:
     virtual void kick(unsigned index) = 0;
     // Guest memory for buffers; nullopt when exhausted.
     virtual std::optional<DmaBuffer> allocate(std::size_t bytes, std::size_t align = 64) = 0;
+    // Gives back a buffer allocate() returned, once the device no longer holds it.
+    virtual void release(const DmaBuffer& buffer) = 0;
     // Blocks until the device signals an interrupt or `timeout` passes (on the transport's
     // clock); true if an interrupt came. A simulated transport runs the device meanwhile.
     virtual bool wait_interrupt(Nanos timeout) = 0;
+    // For an event loop: a fd that is readable while an interrupt is pending, or -1 when the
+    // transport has none (a simulated one runs the device only inside wait_interrupt). When it is
+    // readable, call clear_interrupt() and then SoundDriver::process_interrupts().
+    virtual int interrupt_fd() { return -1; }
+    virtual void clear_interrupt() {}
 };
 
 } // namespace vsnd::driver

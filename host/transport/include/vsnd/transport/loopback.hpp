@@ -86,7 +86,11 @@ public:
     virtq::DriverQueue& queue(unsigned q) override { return *queues_[q]; }
     void kick(unsigned q) override { t_.kick(q).signal(); }
     std::optional<driver::DmaBuffer> allocate(std::size_t bytes, std::size_t align) override;
+    void release(const driver::DmaBuffer& b) override { dma_.release(b); }
     bool wait_interrupt(Nanos timeout) override;
+    int interrupt_fd() override { return calls_.fd(); }
+    void clear_interrupt() override { consume_calls(); }
+    std::size_t dma_free_bytes() const { return dma_.free_bytes(); }
 
 protected:
     bool consume_calls();
@@ -96,6 +100,7 @@ protected:
 private:
     std::array<std::unique_ptr<virtq::DriverQueue>, wire::kQueueCount> queues_;
     driver::DmaAllocator dma_;
+    ReadableSet calls_; // the four call eventfds as one interrupt fd
 };
 
 } // namespace vsnd::transport

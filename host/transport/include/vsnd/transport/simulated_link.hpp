@@ -14,6 +14,7 @@ public:
     // The device end is created on the first wait (after the driver set up its rings).
     SimulatedLink(LoopbackTransport& t, device::SoundDevice& dev, SimulatedClock& clock);
     bool wait_interrupt(Nanos timeout) override;
+    int interrupt_fd() override { return -1; } // the device runs only inside wait_interrupt
     // Runs the device until `t` without waiting for interrupts.
     void run_until(Nanos t);
     LoopbackDeviceEnd& device_end();

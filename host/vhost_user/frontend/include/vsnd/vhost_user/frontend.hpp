@@ -7,6 +7,7 @@
 #pragma once
 
 #include "vsnd/driver/guest_layout.hpp"
+#include "vsnd/event_fd.hpp"
 #include "vsnd/driver/transport.hpp"
 #include "vsnd/vhost_user/protocol.hpp"
 
@@ -42,6 +43,9 @@ public:
     virtq::DriverQueue& queue(unsigned index) override { return *queues_.at(index); }
     void kick(unsigned index) override;
     std::optional<driver::DmaBuffer> allocate(std::size_t bytes, std::size_t align = 64) override;
+    void release(const driver::DmaBuffer& b) override { dma_.release(b); }
+    int interrupt_fd() override { return calls_set_ ? calls_set_->fd() : -1; }
+    void clear_interrupt() override;
     // Polls the call eventfds; false on timeout or when the backend has gone.
     bool wait_interrupt(Nanos timeout) override;
 
@@ -75,6 +79,7 @@ private:
     std::array<UniqueFd, wire::kQueueCount> kicks_, calls_, errs_;
     std::array<std::unique_ptr<virtq::DriverQueue>, wire::kQueueCount> queues_;
     driver::DmaAllocator dma_;
+    std::unique_ptr<ReadableSet> calls_set_; // the call eventfds as one interrupt fd
     std::uint64_t backend_features_ = 0, acked_features_ = 0, protocol_features_ = 0;
     std::array<std::uint8_t, 16> config_{};
     std::size_t config_len_ = 12;
