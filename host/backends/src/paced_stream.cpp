@@ -7,18 +7,28 @@
 
 namespace vsnd::backends {
 
+namespace {
+
+std::uint32_t host_period_frames(const device::StreamFormat& fmt, const PacedTiming& timing) {
+    return timing.period_frames ? timing.period_frames : std::max<std::uint32_t>(1, fmt.period_bytes / fmt.frame_bytes());
+}
+
+// Playback keeps host buffering small (it is latency). Capture may hold the guest's whole ring:
+// frames are only lost if the guest itself stops reading.
+std::size_t fifo_capacity(const device::StreamFormat& fmt, const PacedTiming& timing) {
+    std::uint32_t frames = timing.fifo_frames ? timing.fifo_frames : 2 * host_period_frames(fmt, timing);
+    if (fmt.direction == wire::Direction::Input) frames = std::max<std::uint32_t>(frames, fmt.buffer_bytes / fmt.frame_bytes());
+    return std::size_t{frames} * fmt.frame_bytes();
+}
+
+} // namespace
+
 PacedStream::PacedStream(const Clock& clock, const device::StreamFormat& fmt, PacedTiming timing,
                          std::unique_ptr<FrameSink> sink, std::unique_ptr<FrameSource> source,
                          std::shared_ptr<PlaybackRecord> record)
     : clock_(clock), fmt_(fmt), timing_(timing), sink_(std::move(sink)), source_(std::move(source)),
-      frame_bytes_(fmt.frame_bytes()), record_(std::move(record)) {
-    period_ = timing.period_frames ? timing.period_frames : std::max<std::uint32_t>(1, fmt.period_bytes / frame_bytes_);
-    // Playback keeps host buffering small (it is latency). Capture may hold the guest's whole
-    // ring: frames are only lost if the guest itself stops reading.
-    std::uint32_t fifo_frames = timing.fifo_frames ? timing.fifo_frames : 2 * period_;
-    if (fmt.direction == wire::Direction::Input)
-        fifo_frames = std::max<std::uint32_t>(fifo_frames, fmt.buffer_bytes / frame_bytes_);
-    fifo_.resize(std::size_t{fifo_frames} * frame_bytes_);
+      frame_bytes_(fmt.frame_bytes()), period_(host_period_frames(fmt, timing)), fifo_(fifo_capacity(fmt, timing)),
+      record_(std::move(record)) {
     scratch_.resize(std::size_t{period_} * frame_bytes_);
 }
 
@@ -56,28 +66,17 @@ void PacedStream::anchor(Nanos t) {
     if (record_) record_->runs.push_back({done_, output() ? t + timing_.latency : t});
 }
 
-void PacedStream::fifo_push(std::span<const std::uint8_t> bytes) {
-    const std::size_t cap = fifo_.size();
-    assert(bytes.size() <= cap - fifo_size_);
-    std::size_t tail = (fifo_head_ + fifo_size_) % cap;
-    const std::size_t first = std::min(bytes.size(), cap - tail);
-    std::memcpy(fifo_.data() + tail, bytes.data(), first);
-    std::memcpy(fifo_.data(), bytes.data() + first, bytes.size() - first);
-    fifo_size_ += bytes.size();
-}
-
 void PacedStream::fifo_pop_to_sink(std::size_t bytes) {
-    const std::size_t cap = fifo_.size();
-    const std::size_t first = std::min(bytes, cap - fifo_head_);
-    auto emit = [&](std::span<const std::uint8_t> part) {
+    if (record_) record_->frames += bytes / frame_bytes_;
+    std::uint64_t pos = fifo_.head();
+    for (std::size_t left = bytes; left > 0;) {
+        const auto part = fifo_.read_region(pos, left);
         if (sink_) sink_->played(part);
         if (record_ && record_->keep_frames) record_->played.insert(record_->played.end(), part.begin(), part.end());
-    };
-    emit(std::span(fifo_).subspan(fifo_head_, first));
-    if (bytes > first) emit(std::span(fifo_).first(bytes - first));
-    if (record_) record_->frames += bytes / frame_bytes_;
-    fifo_head_ = (fifo_head_ + bytes) % cap;
-    fifo_size_ -= bytes;
+        pos += part.size();
+        left -= part.size();
+    }
+    fifo_.commit_read(pos);
 }
 
 void PacedStream::advance() {
@@ -89,7 +88,7 @@ void PacedStream::advance() {
     if (target <= done_) return;
     std::uint64_t n = target - done_;
     if (output()) {
-        const std::uint64_t have = fifo_size_ / frame_bytes_;
+        const std::uint64_t have = fifo_.used_bytes() / frame_bytes_;
         const std::uint64_t take = std::min(n, have);
         fifo_pop_to_sink(take * frame_bytes_);
         done_ += take;
@@ -104,9 +103,9 @@ void PacedStream::advance() {
         const std::size_t chunk = std::min<std::uint64_t>(n, period_);
         auto buf = std::span(scratch_).first(chunk * frame_bytes_);
         if (source_) source_->capture(buf); else std::fill(buf.begin(), buf.end(), 0);
-        const std::size_t room = fifo_.size() - fifo_size_;
+        const std::size_t room = fifo_.free_bytes();
         if (buf.size() > room) overrun = true; // nobody read in time: newest frames are lost
-        fifo_push(buf.first(std::min(room, buf.size())));
+        fifo_.push(buf.first(std::min(room, buf.size())));
         done_ += chunk;
         n -= chunk;
     }
@@ -117,7 +116,7 @@ void PacedStream::start() {
     advance();
     if (running_) return;
     running_ = true;
-    starved_ = output() && fifo_size_ < frame_bytes_;
+    starved_ = output() && fifo_.used_bytes() < frame_bytes_;
     if (!starved_) anchor(clock_.now());
 }
 
@@ -128,13 +127,13 @@ void PacedStream::stop() {
 
 std::size_t PacedStream::writable_bytes() {
     advance();
-    return output() ? fifo_.size() - fifo_size_ : 0;
+    return output() ? fifo_.free_bytes() : 0;
 }
 
 void PacedStream::write(std::span<const std::uint8_t> bytes) {
     advance();
-    fifo_push(bytes);
-    if (running_ && starved_ && fifo_size_ >= frame_bytes_) {
+    fifo_.push(bytes.first(std::min(bytes.size(), fifo_.free_bytes())));
+    if (running_ && starved_ && fifo_.used_bytes() >= frame_bytes_) {
         starved_ = false;
         anchor(clock_.now());
     }
@@ -144,18 +143,12 @@ std::size_t PacedStream::readable_bytes() {
     advance();
     if (output()) return 0;
     const std::size_t period_bytes = std::size_t{period_} * frame_bytes_;
-    return fifo_size_ / period_bytes * period_bytes; // whole periods, as a DMA interrupt delivers them
+    return fifo_.used_bytes() / period_bytes * period_bytes; // whole periods, as a DMA interrupt delivers them
 }
 
 void PacedStream::read(std::span<std::uint8_t> out) {
     advance();
-    const std::size_t n = std::min(out.size(), fifo_size_);
-    const std::size_t cap = fifo_.size();
-    const std::size_t first = std::min(n, cap - fifo_head_);
-    std::memcpy(out.data(), fifo_.data() + fifo_head_, first);
-    std::memcpy(out.data() + first, fifo_.data(), n - first);
-    fifo_head_ = (fifo_head_ + n) % cap;
-    fifo_size_ -= n;
+    fifo_.pop(out.first(std::min(out.size(), fifo_.used_bytes())));
 }
 
 device::Position PacedStream::position() {

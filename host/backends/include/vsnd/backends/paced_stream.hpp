@@ -6,6 +6,7 @@
 
 #include "vsnd/timing/clock.hpp"
 #include "vsnd/device/audio_backend.hpp"
+#include "vsnd/spsc_byte_ring.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -91,7 +92,6 @@ private:
     void advance();              // brings the hardware up to clock_.now()
     void anchor(Nanos t);        // a new run starts at t with done_ frames behind it
     Nanos time_of(std::uint64_t frames) const; // when the run reaches `frames` (before latency)
-    void fifo_push(std::span<const std::uint8_t> bytes);
     void fifo_pop_to_sink(std::size_t bytes);
 
     const Clock& clock_;
@@ -100,8 +100,7 @@ private:
     std::unique_ptr<FrameSink> sink_;
     std::unique_ptr<FrameSource> source_;
     std::uint32_t frame_bytes_, period_;
-    std::vector<std::uint8_t> fifo_;   // byte ring, sized at open: no allocation while running
-    std::size_t fifo_head_ = 0, fifo_size_ = 0;
+    SpscByteRing fifo_;                // sized at open: no allocation while running
     std::vector<std::uint8_t> scratch_;
     bool running_ = false, starved_ = false;
     Nanos anchor_time_ = 0;
