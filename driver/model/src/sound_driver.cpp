@@ -89,7 +89,7 @@ Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std
     std::optional<Result> outcome;
     auto sent = control_async(request, response.size(), [&](const Result& r, std::span<const std::uint8_t> payload) {
         outcome = r;
-        if (r) std::memcpy(response.data(), payload.data(), payload.size());
+        if (r && !payload.empty()) std::memcpy(response.data(), payload.data(), payload.size());
     });
     if (!sent) return sent;
     while (!outcome) {
