@@ -803,7 +803,8 @@ void AlsaStream::run() {
     for (;;) {
         std::uint64_t drained;
         while (::read(wake_fd_, &drained, sizeof drained) > 0) {}
-        if (quit_.load(std::memory_order_acquire)) break;
+        // A command posted before the close is carried out first: a STOP right before RELEASE
+        // must still let the hardware play what the device already completed as audible.
         const std::uint32_t seq = cmd_seq_.load(std::memory_order_acquire);
         if (seq != handled_seq_) {
             if (!failed_.load(std::memory_order_relaxed)) apply(want_running_.load(std::memory_order_acquire));
@@ -811,6 +812,11 @@ void AlsaStream::run() {
             handled_seq_ = seq;
             ack_seq_.store(seq, std::memory_order_release);
             woken_at_ = ~std::uint64_t{0}; // the device hears of the new state below
+        }
+        if (quit_.load(std::memory_order_acquire)) {
+            // quit_ is set after the last command: seeing it, we also see that command.
+            if (cmd_seq_.load(std::memory_order_acquire) != handled_seq_) continue;
+            break;
         }
         const Nanos now = mono_now();
         if (!failed_.load(std::memory_order_relaxed)) {
