@@ -65,6 +65,7 @@ struct Cli {
     std::string play_dev = "hw:Loopback,0,0", rec_dev = "hw:Loopback,1,0", dummy_dev = "hw:Dummy,0,0";
     std::string neighbour_dev = "hw:Loopback,0,1"; // the second playback stream of 'neighbour'
     unsigned toggles = 200;
+    bool waker = true;
 };
 Cli g_cli;
 int g_failures = 0;
@@ -500,7 +501,9 @@ private:
     public:
         Stream(std::unique_ptr<device::BackendStream> s, ProbeBackend& owner, std::uint32_t id)
             : s_(std::move(s)), owner_(owner), id_(id) {}
-        void set_waker(device::Waker w) override { s_->set_waker(std::move(w)); }
+        void set_waker(device::Waker w) override {
+            if (g_cli.waker) s_->set_waker(std::move(w)); // --no-waker: the device polls next_wakeup()
+        }
         void start() override { s_->start(); }
         void stop() override { s_->stop(); }
         std::size_t writable_bytes() override { return s_->writable_bytes(); }
@@ -1114,6 +1117,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> scenarios{"play", "formats", "drop", "neighbour", "capture", "refuse", "fail"};
     app.add_option("scenarios", scenarios, "play formats drop neighbour capture refuse fail raw one");
     app.add_option("--toggles", g_cli.toggles, "scenario 'neighbour': start/stop requests on the second stream");
+    app.add_flag("--no-waker", [](std::int64_t) { g_cli.waker = false; }, "do not let the backend wake the device (it polls)");
     app.add_option("--seconds", g_cli.seconds, "length of the play and capture scenarios");
     app.add_option("--period", g_cli.period, "guest period (frames at 48 kHz)");
     app.add_option("--periods", g_cli.periods, "guest ring (periods)");
