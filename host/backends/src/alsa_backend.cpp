@@ -160,7 +160,10 @@ public:
     AlsaStream(const AlsaStream&) = delete;
     AlsaStream& operator=(const AlsaStream&) = delete;
 
-    void launch(); // starts the audio thread (end of open)
+    void launch(std::shared_ptr<AlsaStream> self); // starts the audio thread (end of open)
+    std::thread retire();
+    bool closed() const { return closed_.load(std::memory_order_acquire); }
+    const std::string& pcm_name() const { return setup_.pcm_name; }
 
     void set_waker(device::Waker wake) override;
     void start() override { command(true); }
@@ -190,6 +193,7 @@ private:
 
     // Audio thread.
     void run();
+    void close_pcm();
     void wake_device();
     void apply(bool run);
     void playback_cycle(Nanos now);
@@ -221,7 +225,7 @@ private:
 
     // Shared between the threads.
     std::atomic<std::uint32_t> cmd_seq_{0}, ack_seq_{0};
-    std::atomic<bool> want_running_{false}, quit_{false};
+    std::atomic<bool> want_running_{false}, quit_{false}, closed_{false};
     std::atomic<bool> need_data_{false};
     std::atomic<std::uint64_t> xruns_{0};
     std::atomic<bool> failed_{false};
@@ -276,8 +280,13 @@ AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup,
     pos_.store(last_);
 }
 
-void AlsaStream::launch() {
-    thread_ = std::thread([this] { run(); });
+void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
+    // The thread keeps the stream alive: after the device has let go of it, the thread still
+    // pauses, drops and closes the PCM, then ends (close_pcm()).
+    thread_ = std::thread([self = std::move(self)] {
+        self->run();
+        self->close_pcm();
+    });
     const std::string tname = fmt::format("vsnd-alsa-{}", setup_.id).substr(0, 15);
     pthread_setname_np(thread_.native_handle(), tname.c_str());
     if (opts_.rt_priority > 0) {
@@ -289,17 +298,25 @@ void AlsaStream::launch() {
     }
 }
 
-AlsaStream::~AlsaStream() {
-    if (thread_.joinable()) {
-        quit_.store(true, std::memory_order_release);
-        signal_audio_thread();
-        thread_.join();
-    }
+AlsaStream::~AlsaStream() = default;
+
+// Device thread: the device has closed the stream. Returns at once; the audio thread carries out
+// a STOP still pending, then quits and closes the PCM (close_pcm). Returns the thread for the
+// backend to join once it has finished.
+std::thread AlsaStream::retire() {
+    quit_.store(true, std::memory_order_release);
+    signal_audio_thread();
+    return std::move(thread_);
+}
+
+// Audio thread, after its loop ended.
+void AlsaStream::close_pcm() {
     snd_pcm_drop(pcm_);
     snd_pcm_close(pcm_);
     snd_pcm_status_free(status_);
     ::close(wake_fd_);
     notice_events(); // a failure nobody asked about still gets its log line
+    closed_.store(true, std::memory_order_release);
 }
 
 // ---- device thread ------------------------------------------------------------------------------
@@ -853,6 +870,71 @@ void AlsaStream::run() {
 
 } // namespace
 
+// Streams the device has closed whose audio thread still pauses, drops and closes the PCM. Only
+// the device thread (and the backend's destructor) touch it.
+struct AlsaBackend::RetiredStreams {
+    std::vector<std::pair<std::thread, std::shared_ptr<AlsaStream>>> list;
+
+    // Joins the threads that have finished (never waits).
+    void prune() {
+        for (auto it = list.begin(); it != list.end();) {
+            if (it->second->closed()) {
+                it->first.join();
+                it = list.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    // Before the same PCM opens again: its previous stream must have closed it (a hw device opens
+    // only once). Blocks until then; the close itself takes milliseconds.
+    void wait_for(const std::string& pcm) {
+        for (auto it = list.begin(); it != list.end();) {
+            if (it->second->pcm_name() == pcm) {
+                it->first.join();
+                it = list.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        prune();
+    }
+    ~RetiredStreams() {
+        for (auto& [t, s] : list) t.join();
+    }
+};
+
+namespace {
+
+// What the device owns: closing it hands the stream to its audio thread and the thread to the
+// backend, without waiting.
+class AlsaStreamHandle final : public device::BackendStream {
+public:
+    AlsaStreamHandle(std::shared_ptr<AlsaStream> s, AlsaBackend::RetiredStreams& retired)
+        : s_(std::move(s)), retired_(retired) {}
+    ~AlsaStreamHandle() override {
+        retired_.list.emplace_back(s_->retire(), s_);
+        retired_.prune();
+    }
+    void set_waker(device::Waker w) override { s_->set_waker(std::move(w)); }
+    void start() override { s_->start(); }
+    void stop() override { s_->stop(); }
+    std::size_t writable_bytes() override { return s_->writable_bytes(); }
+    void write(std::span<const std::uint8_t> b) override { s_->write(b); }
+    std::size_t readable_bytes() override { return s_->readable_bytes(); }
+    void read(std::span<std::uint8_t> out) override { s_->read(out); }
+    device::Position position() override { return s_->position(); }
+    std::optional<Nanos> next_wakeup() override { return s_->next_wakeup(); }
+    std::uint64_t xruns() const override { return s_->xruns(); }
+    bool failed() const override { return s_->failed(); }
+
+private:
+    std::shared_ptr<AlsaStream> s_;
+    AlsaBackend::RetiredStreams& retired_;
+};
+
+} // namespace
+
 // ---- backend ------------------------------------------------------------------------------------
 
 AlsaGeometry plan_alsa_geometry(const device::StreamFormat& fmt, const AlsaOptions& opts) {
@@ -884,7 +966,7 @@ AlsaGeometry plan_alsa_geometry(const device::StreamFormat& fmt, const AlsaOptio
 }
 
 AlsaBackend::AlsaBackend(const Clock& clock, std::string device_name, AlsaOptions opts)
-    : clock_(clock), device_(std::move(device_name)), opts_(std::move(opts)) {}
+    : clock_(clock), device_(std::move(device_name)), opts_(std::move(opts)), retired_(std::make_unique<RetiredStreams>()) {}
 
 AlsaBackend::~AlsaBackend() = default;
 
@@ -966,6 +1048,7 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
     if (fmt.rate == 0 || fmt.channels == 0) return R(Unexpected{fmt::format("{}: empty rate or channel count", pcm_name)});
     const char* fname = snd_pcm_format_name(*afmt);
 
+    retired_->wait_for(pcm_name);
     PcmHandle h;
     if (int e = snd_pcm_open(&h.pcm, pcm_name.c_str(), output ? SND_PCM_STREAM_PLAYBACK : SND_PCM_STREAM_CAPTURE,
                              SND_PCM_NONBLOCK);
@@ -1084,10 +1167,10 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
     else fmt::print(stderr, "vsnd alsa: {}\n", info);
 
     AlsaStream::Setup setup{pcm_name, stream_id, fmt, geo, htstamp_ok};
-    auto stream = std::make_unique<AlsaStream>(clock_, opts_, std::move(setup), h.release(), status, wake,
+    auto stream = std::make_shared<AlsaStream>(clock_, opts_, std::move(setup), h.release(), status, wake,
                                                std::span<const pollfd>(pfds.data(), static_cast<std::size_t>(npfds)));
-    stream->launch();
-    return R(std::unique_ptr<device::BackendStream>(std::move(stream)));
+    stream->launch(stream);
+    return R(std::unique_ptr<device::BackendStream>(std::make_unique<AlsaStreamHandle>(std::move(stream), *retired_)));
 }
 
 } // namespace vsnd::backends

@@ -11,8 +11,10 @@
 // position holds where the device saw it until the audio thread has paused the PCM (it plays at
 // least that far first). The audio thread wakes the device loop (set_waker) whenever room, data,
 // a position, an xrun, a failure or an acknowledged command appear, so the loop never polls it.
-// Still on the device thread: open (snd_pcm_open, hw/sw params, thread start) and close (thread
-// join, drop, close).
+// Closing a stream only hands it to its audio thread, which carries out a pending stop, then drops
+// and closes the PCM; the backend joins the thread later (before the same PCM opens again, which
+// waits for that close). Still on the device thread: open (snd_pcm_open, hw/sw params, thread
+// start). The backend must outlive its streams.
 //
 // Sizing. The host period follows the guest's (never above it, at least AlsaOptions::min_period)
 // and playback keeps at most `periods` host periods queued in ALSA plus one in the ring, together
@@ -101,10 +103,15 @@ public:
                                                                        const device::StreamFormat& fmt) override;
     const std::string& device_name() const { return device_; }
 
+    // Closed streams whose audio thread is still pausing, dropping and closing the PCM (joined as
+    // they finish, before their PCM opens again, and at the latest when the backend goes).
+    struct RetiredStreams;
+
 private:
     const Clock& clock_;
     std::string device_;
     AlsaOptions opts_;
+    std::unique_ptr<RetiredStreams> retired_;
 };
 
 // "alsa" with options device= (per stream too: 1:device=hw:1) and capture-device=
