@@ -83,11 +83,9 @@ constexpr unsigned kMaxPollFds = 8;
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
               std::atomic<std::uint32_t>::is_always_lock_free);
 
-Nanos mono_now() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec;
-}
+// The audio thread's time: CLOCK_MONOTONIC, the project's one monotonic clock (ALSA's htstamps
+// are on it too), whatever clock the device was given.
+Nanos mono_now() { return MonotonicClock{}.now(); }
 
 Nanos to_nanos(const snd_htimestamp_t& ts) { return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec; }
 
