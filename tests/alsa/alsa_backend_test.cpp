@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -26,9 +28,14 @@ device::StreamFormat format(wire::Direction dir, std::uint32_t period_frames, st
     return fmt;
 }
 
+// The log is called from audio threads too (a stream's last line at close).
+std::mutex g_log_mutex;
 AlsaOptions quiet(std::vector<std::string>* logs = nullptr) {
     AlsaOptions o;
-    o.log = [logs](const std::string& m) { if (logs) logs->push_back(m); };
+    o.log = [logs](const std::string& m) {
+        std::lock_guard lock(g_log_mutex);
+        if (logs) logs->push_back(m);
+    };
     return o;
 }
 

@@ -185,7 +185,7 @@ TEST(BackendInterface, OptionsReachTheBackendPerStream) {
 
     device::BackendRegistry reg;
     std::string seen;
-    reg.add({"probe", "test", {{"device", "PCM"}},
+    reg.add({"probe", "test", {{"device", "PCM", true}, {"global", "not per stream"}},
              [&](const Clock& clock, const device::BackendOptions& opts)
                  -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {
                  seen = opts.get(1, "device").value_or("");
@@ -200,6 +200,12 @@ TEST(BackendInterface, OptionsReachTheBackendPerStream) {
     auto refused = reg.create("probe", clock, unknown);
     ASSERT_FALSE(refused);
     EXPECT_NE(refused.error().find("no option 'rate'"), std::string::npos) << refused.error();
+    device::BackendOptions per_stream_global;
+    ASSERT_TRUE(per_stream_global.add("0:global=1"));
+    auto not_per_stream = reg.create("probe", clock, per_stream_global);
+    ASSERT_FALSE(not_per_stream);
+    EXPECT_NE(not_per_stream.error().find("not per stream"), std::string::npos) << not_per_stream.error();
+    EXPECT_EQ(o.streams(), std::vector<std::uint32_t>{1});
     auto missing = reg.create("nope", clock, o);
     ASSERT_FALSE(missing);
     EXPECT_NE(missing.error().find("have: probe"), std::string::npos) << missing.error();

@@ -95,6 +95,8 @@ TEST_F(DaemonTest, BadOptionsAreOneLineAndNonZero) {
              {"--socket", (dir / "s").string(), "--backend", "alsa", "--device", "vsnd_no_such_device"},
              {"--socket", (dir / "s").string(), "--backend", "wav", "-o", "device=hw:0"},
              {"--socket", (dir / "s").string(), "--backend", "null", "-o", "x:unpaced=1"},
+             {"--socket", (dir / "s").string(), "--backend", "null", "-o", "0:unpaced=1"},
+             {"--socket", (dir / "s").string(), "--backend", "alsa", "--device", "null", "-o", "9:device=null"},
              {"--socket", (dir / "s").string(), "--backend", "null", "--device", "hw:0"},
              {"--socket", (dir / "s").string(), "--backend", "null", "--wav-dir", dir.string()},
          }) {

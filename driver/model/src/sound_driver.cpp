@@ -128,10 +128,14 @@ Result SoundDriver::probe() {
     auto cfg = wire::decode_config(transport_.config());
     if (!cfg) return Unexpected{error(std::string("config space: ") + std::string(wire::describe(cfg.error())))};
     config_ = *cfg;
-    // Event buffers are not given back: the device holds them in the event queue.
-    auto ev = transport_.allocate(std::size_t{opt_.event_buffers} * wire::wire_size<wire::Event>);
-    if (!ev) return Unexpected{error("out of guest memory for event buffers")};
-    event_mem_ = *ev;
+    // The event buffers are allocated and queued once: on a second probe the device still holds
+    // the first ones.
+    const bool first_probe = event_mem_.size == 0;
+    if (first_probe) {
+        auto ev = transport_.allocate(std::size_t{opt_.event_buffers} * wire::wire_size<wire::Event>);
+        if (!ev) return Unexpected{error("out of guest memory for event buffers")};
+        event_mem_ = *ev;
+    }
 
     auto jacks = query<wire::JackInfo>(wire::Code::JackInfo, config_.jacks);
     if (!jacks) return Unexpected{jacks.error()};
@@ -151,8 +155,10 @@ Result SoundDriver::probe() {
             return Unexpected{error(fmt::format("stream {}: device describes an unusable stream", i))};
         streams_.push_back(std::make_unique<PcmStream>(*this, i, info));
     }
-    for (std::uint16_t i = 0; i < opt_.event_buffers; ++i) queue_event_buffer(i);
-    publish(wire::QueueIndex::Event);
+    if (first_probe) {
+        for (std::uint16_t i = 0; i < opt_.event_buffers; ++i) queue_event_buffer(i);
+        publish(wire::QueueIndex::Event);
+    }
     return Done{};
 }
 

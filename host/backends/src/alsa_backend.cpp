@@ -1019,7 +1019,7 @@ device::Capabilities AlsaBackend::capabilities() const {
 void register_alsa_backend(device::BackendRegistry& registry, std::function<void(const std::string&)> log) {
     registry.add({"alsa",
                   "an ALSA PCM in the guest's exact format, positions from snd_pcm_status",
-                  {{"device", "ALSA PCM (default \"default\"); N:device= for stream N only"},
+                  {{"device", "ALSA PCM (default \"default\"); N:device= for stream N only", true},
                    {"capture-device", "capture PCM if different from device"}},
                   [log](const Clock& clock, const device::BackendOptions& o)
                       -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {

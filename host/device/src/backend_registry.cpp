@@ -46,6 +46,20 @@ std::vector<std::uint32_t> BackendOptions::streams_setting(const std::string& ke
     return out;
 }
 
+std::vector<std::uint32_t> BackendOptions::streams() const {
+    std::vector<std::uint32_t> out;
+    for (const auto& [stream, m] : per_stream_) out.push_back(stream);
+    return out;
+}
+
+std::vector<std::string> BackendOptions::stream_keys() const {
+    std::vector<std::string> out;
+    for (const auto& [s, m] : per_stream_)
+        for (const auto& [k, v] : m)
+            if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
+    return out;
+}
+
 std::vector<std::string> BackendOptions::keys() const {
     std::vector<std::string> out;
     for (const auto& [k, v] : all_) out.push_back(k);
@@ -81,6 +95,11 @@ Expected<std::unique_ptr<AudioBackend>, std::string> BackendRegistry::create(std
         auto known = [&](const BackendOptionInfo& o) { return o.key == key; };
         if (std::none_of(f->options.begin(), f->options.end(), known))
             return Unexpected{fmt::format("backend {} has no option '{}'", f->name, key)};
+    }
+    for (const auto& key : options.stream_keys()) {
+        auto per_stream = [&](const BackendOptionInfo& o) { return o.key == key && o.per_stream; };
+        if (std::none_of(f->options.begin(), f->options.end(), per_stream))
+            return Unexpected{fmt::format("backend {} option '{}' is for all streams, not per stream", f->name, key)};
     }
     return f->create(clock, options);
 }

@@ -99,6 +99,10 @@ int main(int argc, char** argv) {
     else if (device_opt->count()) return fail("--device needs --backend alsa");
     for (const auto& o : backend_options)
         if (auto r = options.add(o); !r) return fail(r.error());
+    for (std::uint32_t id : options.streams())
+        if (id >= topology->streams.size())
+            return fail(fmt::format("backend option for stream {}: there are {} streams (--streams {})", id,
+                                    topology->streams.size(), spec.streams));
 
     MonotonicClock clock;
     auto created = registry.create(backend_name, clock, options);

@@ -75,7 +75,9 @@ struct AlsaOptions {
     int rt_priority = 0;                  // > 0: SCHED_FIFO priority of the audio threads
     std::string capture_device;           // capture PCM if different from the playback one
     std::map<std::uint32_t, std::string> stream_devices; // PCM of one stream, overriding both
-    std::function<void(const std::string&)> log; // default: stderr
+    // Default: stderr. Called from the device thread and, for a stream's last line (a failure or
+    // xrun nobody asked about yet) at close, from that stream's audio thread: must be thread-safe.
+    std::function<void(const std::string&)> log;
 };
 
 // Host buffer geometry chosen at open (exposed for tests and logs).

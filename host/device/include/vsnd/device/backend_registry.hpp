@@ -26,8 +26,11 @@ public:
     // Stream `stream`'s value of `key`: its own setting, else the one for every stream.
     std::optional<std::string> get(std::uint32_t stream, const std::string& key) const;
     std::optional<std::string> get(const std::string& key) const;
-    // The streams that have their own setting of `key`.
+    // The streams that have their own setting of `key`; every stream with a setting of its own.
     std::vector<std::uint32_t> streams_setting(const std::string& key) const;
+    std::vector<std::uint32_t> streams() const;
+    // Keys given for single streams.
+    std::vector<std::string> stream_keys() const;
     // Every key given (for checking against what a backend knows).
     std::vector<std::string> keys() const;
 
@@ -38,6 +41,7 @@ private:
 
 struct BackendOptionInfo {
     std::string key, help;
+    bool per_stream = false; // may be given as N:KEY=VALUE
 };
 
 struct BackendFactory {
@@ -53,8 +57,8 @@ public:
     void add(BackendFactory f);
     const BackendFactory* find(std::string_view name) const;
     std::vector<std::string> names() const;
-    // The named backend with these options; an unknown name or an option the backend does not
-    // take is an error.
+    // The named backend with these options; an unknown name, an option the backend does not take
+    // or a per-stream setting of an option that is not per stream is an error.
     Expected<std::unique_ptr<AudioBackend>, std::string> create(std::string_view name, const Clock& clock,
                                                                 const BackendOptions& options) const;
 

@@ -29,8 +29,9 @@ public:
     // A kick fd that cannot be read (not an eventfd, closed, broken): it is no longer watched.
     using KickError = std::function<void(wire::QueueIndex, const std::string& why)>;
 
-    // Installs itself as the device's waker (a later loop for the same device replaces it). The
-    // device must outlive the loop.
+    // Installs itself as the device's waker: streams opened from then on wake this loop (those
+    // already open keep the waker they got at PREPARE, so a device changes loops only after a
+    // reset, as a vhost-user connection does). The device must outlive the loop.
     DeviceLoop(boost::asio::io_context& io, device::SoundDevice& device);
     ~DeviceLoop();
     DeviceLoop(const DeviceLoop&) = delete;
