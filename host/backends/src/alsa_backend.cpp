@@ -250,6 +250,7 @@ private:
     std::uint64_t woken_at_ = 0;    // ring head (playback) or tail (capture) the device last heard of
     std::uint64_t woken_xruns_ = 0;
     bool woken_failed_ = false;
+    PositionSnapshot woken_pos_;
 
     // Device thread only.
     bool want_ = false;
@@ -806,10 +807,15 @@ void AlsaStream::wake_device() {
     const std::uint64_t at = output_ ? ring_.head() : ring_.tail();
     const std::uint64_t x = xruns_.load(std::memory_order_relaxed);
     const bool failed = failed_.load(std::memory_order_relaxed);
-    if (at == woken_at_ && x == woken_xruns_ && failed == woken_failed_) return;
+    // The published position too: frames handed to ALSA (`limit`) grow without the ring head
+    // moving, and a device that saw the position stop at the old limit waits for exactly that.
+    const bool same_position = last_.frames == woken_pos_.frames && last_.limit == woken_pos_.limit &&
+                               last_.running == woken_pos_.running;
+    if (at == woken_at_ && x == woken_xruns_ && failed == woken_failed_ && same_position) return;
     woken_at_ = at;
     woken_xruns_ = x;
     woken_failed_ = failed;
+    woken_pos_ = last_;
     (*w)();
 }
 
