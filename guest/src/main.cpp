@@ -169,11 +169,11 @@ private:
                     // delay, at the htstamp of the hw_ptr move.
                     const std::uint64_t appl = st.hw_frames + (pcm_.buffer() - st.avail);
                     clock_.update(vsnd::timing::from_alsa_status(appl, st.delay, static_cast<vsnd::Nanos>(st.tstamp_ns)));
-                }
-                if (running && clock_.valid())
+                    // One row per position change, like "hw": the poll loop is the instrument.
                     log_.add_at("alsa_clock", clock_index++,
                                 static_cast<std::uint64_t>(std::llround(*clock_.frames_at(static_cast<vsnd::Nanos>(st.now_ns)))),
                                 std::nullopt, st.now_ns);
+                }
                 if (!running) clock_.pause(static_cast<vsnd::Nanos>(st.now_ns));
                 next += interval_ns_;
                 const std::uint64_t now = monotonic_ns();
