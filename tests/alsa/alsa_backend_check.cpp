@@ -504,6 +504,7 @@ private:
         void set_waker(device::Waker w) override {
             if (g_cli.waker) s_->set_waker(std::move(w)); // --no-waker: the device polls next_wakeup()
         }
+        device::OpenState open_state() override { return s_->open_state(); }
         void start() override { s_->start(); }
         void stop() override { s_->stop(); }
         std::size_t writable_bytes() override { return s_->writable_bytes(); }

@@ -123,13 +123,27 @@ TEST(AlsaGeometry, PlaybackStaysWellBelowTheGuestRing) {
     EXPECT_GE(g.ring_frames, 4096u);
 }
 
+// Test thread: what the device does after open(), without a device: wait for the audio thread.
+device::OpenState wait_opened(device::BackendStream& s) {
+    for (int i = 0; i < 2000 && s.open_state().kind == device::OpenState::Opening; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return s.open_state();
+}
+
 TEST(AlsaBackend, ReportsOpenErrors) {
     MonotonicClock clock;
     AlsaBackend missing(clock, "vsnd_no_such_pcm", quiet());
     EXPECT_EQ(missing.name(), "alsa");
+    // snd_pcm_open runs on the stream's thread: open() returns at once, the error arrives after.
     auto r = missing.open(0, format(wire::Direction::Output, 480, 4));
-    ASSERT_FALSE(r);
-    EXPECT_NE(r.error().find("vsnd_no_such_pcm: cannot open for playback"), std::string::npos) << r.error();
+    ASSERT_TRUE(r) << r.error();
+    int woken = 0;
+    (*r)->set_waker([&] { ++woken; });
+    const auto st = wait_opened(**r);
+    ASSERT_EQ(st.kind, device::OpenState::Failed);
+    EXPECT_NE(st.error.find("vsnd_no_such_pcm: cannot open for playback"), std::string::npos) << st.error;
+    EXPECT_EQ(woken, 1) << "the device is woken once, when the open has failed";
+    r = Unexpected{std::string("closed")}; // a failed stream closes like any other
 
     AlsaBackend null(clock, "null", quiet());
     auto adpcm = format(wire::Direction::Output, 480, 4);
@@ -150,6 +164,7 @@ TEST(AlsaBackend, NullPcmLifeCycle) {
     auto opened = backend.open(0, fmt);
     ASSERT_TRUE(opened) << opened.error();
     auto& s = **opened;
+    ASSERT_EQ(wait_opened(s).kind, device::OpenState::Ready);
     ASSERT_FALSE(logs.empty());
     EXPECT_NE(logs.front().find("host period 480 frames"), std::string::npos) << logs.front();
 
@@ -185,6 +200,7 @@ TEST(AlsaBackend, NullPcmCaptureLifeCycle) {
     auto opened = backend.open(1, format(wire::Direction::Input, 480, 4));
     ASSERT_TRUE(opened) << opened.error();
     auto& s = **opened;
+    ASSERT_EQ(wait_opened(s).kind, device::OpenState::Ready);
     EXPECT_EQ(s.writable_bytes(), 0u);
     s.start();
     std::this_thread::sleep_for(std::chrono::milliseconds(30));

@@ -131,6 +131,116 @@ TEST(BackendInterface, BackendThreadWakesTheDeviceLoop) {
     loop_thread.join();
 }
 
+// A backend whose open finishes on "its own thread" at a scripted instant: Opening until then,
+// Ready or Failed after. Takes every frame at once.
+class GatedStream final : public device::BackendStream {
+public:
+    GatedStream(const Clock& clock, Nanos ready_at, bool fail) : clock_(clock), ready_at_(ready_at), fail_(fail) {}
+    device::OpenState open_state() override {
+        ++*polls;
+        if (clock_.now() < ready_at_) return {device::OpenState::Opening, {}};
+        if (fail_) return {device::OpenState::Failed, "scripted failure"};
+        return {};
+    }
+    void start() override {}
+    void stop() override {}
+    std::size_t writable_bytes() override { return 1 << 20; }
+    void write(std::span<const std::uint8_t> b) override { written_ += b.size(); }
+    std::size_t readable_bytes() override { return 0; }
+    void read(std::span<std::uint8_t>) override {}
+    device::Position position() override { return {written_ / 4, clock_.now(), false}; }
+    std::optional<Nanos> next_wakeup() override { return std::nullopt; }
+    std::uint64_t xruns() const override { return 0; }
+    int* polls = nullptr;
+
+private:
+    const Clock& clock_;
+    Nanos ready_at_;
+    bool fail_;
+    std::uint64_t written_ = 0;
+};
+
+class GatedBackend final : public device::AudioBackend {
+public:
+    GatedBackend(const Clock& clock, Nanos open_takes, bool fail) : clock_(clock), open_takes_(open_takes), fail_(fail) {}
+    std::string name() const override { return "gated"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t, const device::StreamFormat&) override {
+        auto s = std::make_unique<GatedStream>(clock_, clock_.now() + open_takes_, fail_);
+        s->polls = &polls;
+        return std::unique_ptr<device::BackendStream>(std::move(s));
+    }
+    int polls = 0;
+
+private:
+    const Clock& clock_;
+    Nanos open_takes_;
+    bool fail_;
+};
+
+struct DeferredPrepareRun {
+    std::vector<std::string> answers; // in the order the driver got them
+    Nanos prepare_answered = -1;      // after the PREPARE was sent
+    std::string prepare_error;
+};
+
+// Sends PREPARE, then PCM_INFO right behind it, without waiting; steps the
+// simulated world in 250 µs slices and records the order and time of the answers.
+DeferredPrepareRun run_deferred_prepare(Nanos open_takes, bool fail) {
+    SimulatedClock clock;
+    GatedBackend backend(clock, open_takes, fail);
+    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::SimulatedLink link(t, dev, clock);
+    driver::SoundDriver drv(link, clock);
+    EXPECT_TRUE(drv.probe());
+    auto& s = drv.stream(0);
+    EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+
+    DeferredPrepareRun run;
+    const Nanos t0 = clock.now();
+    const auto prepare = wire::encode(wire::PcmHeader{wire::Code::PcmPrepare, 0});
+    EXPECT_TRUE(drv.control_async(prepare, 0, [&](const driver::Result& r, std::span<const std::uint8_t>) {
+        run.answers.push_back("prepare");
+        run.prepare_answered = clock.now() - t0;
+        if (!r) run.prepare_error = r.error().message;
+    }));
+    const auto info = wire::encode(wire::QueryInfo{wire::Code::PcmInfo, 0, 1, wire::wire_size<wire::PcmInfo>});
+    EXPECT_TRUE(drv.control_async(info, wire::wire_size<wire::PcmInfo>,
+                                  [&](const driver::Result&, std::span<const std::uint8_t>) { run.answers.push_back("info"); }));
+    for (int i = 0; i < 4 * 1000 * 2 && run.answers.size() < 2; ++i) {
+        link.run_until(clock.now() + 250'000);
+        drv.on_interrupt();
+        drv.expire(clock.now());
+    }
+    return run;
+}
+
+TEST(BackendInterface, PrepareIsAnsweredWhenTheBackendHasOpened) {
+    const auto run = run_deferred_prepare(30'000'000, false);
+    ASSERT_EQ(run.answers, (std::vector<std::string>{"prepare", "info"})) << "later requests wait behind it, in order";
+    EXPECT_EQ(run.prepare_error, "");
+    // Without a waker the device looks every millisecond: answered within 1.25 ms of the open.
+    EXPECT_GE(run.prepare_answered, 30'000'000);
+    EXPECT_LE(run.prepare_answered, 31'250'000);
+}
+
+TEST(BackendInterface, PrepareFailsWhenTheBackendOpenFails) {
+    const auto run = run_deferred_prepare(5'000'000, true);
+    ASSERT_EQ(run.answers, (std::vector<std::string>{"prepare", "info"}));
+    EXPECT_NE(run.prepare_error, "") << "IO_ERR";
+    EXPECT_LE(run.prepare_answered, 6'250'000);
+}
+
+TEST(BackendInterface, PrepareTimesOutBeforeTheGuestDoes) {
+    const auto run = run_deferred_prepare(10 * kNanosPerSecond, false);
+    ASSERT_EQ(run.answers, (std::vector<std::string>{"prepare", "info"}));
+    EXPECT_NE(run.prepare_error, "") << "IO_ERR from the device, not the driver's own timeout";
+    EXPECT_GE(run.prepare_answered, device::SoundDevice::kOpenTimeout);
+    EXPECT_LT(run.prepare_answered, device::SoundDevice::kOpenTimeout + 1'250'000);
+    EXPECT_LT(device::SoundDevice::kOpenTimeout, driver::SoundDriver::Options{}.msg_timeout);
+}
+
 TEST(BackendInterface, CapabilitiesNarrowTheTopology) {
     device::Capabilities all;
     auto& caps = all.output;

@@ -152,18 +152,22 @@ public:
         bool htstamp_ok = true;
     };
 
-    AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, snd_pcm_t* pcm, snd_pcm_status_t* status,
-               int wake_fd, std::span<const pollfd> pfds);
+    // `predecessors`: streams the device closed whose audio threads may still hold a PCM; this
+    // one opens its PCM only once they have let go (a hw device opens once; names can alias).
+    AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, int wake_fd,
+               std::vector<std::shared_ptr<AlsaStream>> predecessors);
     ~AlsaStream() override;
     AlsaStream(const AlsaStream&) = delete;
     AlsaStream& operator=(const AlsaStream&) = delete;
 
-    void launch(std::shared_ptr<AlsaStream> self); // starts the audio thread (end of open)
+    // Device thread, from AlsaBackend::open(): starts the audio thread, which opens the PCM.
+    void launch(std::shared_ptr<AlsaStream> self);
     std::thread retire();
     bool closed() const { return closed_.load(std::memory_order_acquire); }
     const std::string& pcm_name() const { return setup_.pcm_name; }
 
     void set_waker(device::Waker wake) override;
+    device::OpenState open_state() override;
     void start() override { command(true); }
     void stop() override { command(false); }
     std::size_t writable_bytes() override;
@@ -190,8 +194,9 @@ private:
     std::uint64_t fallback_frames(Nanos now) const;
 
     // Audio thread.
+    std::optional<std::string> open_pcm(); // the reason it failed, if it did
     void run();
-    void close_pcm();
+    void finish();
     void wake_device();
     void apply(bool run);
     void playback_cycle(Nanos now);
@@ -208,20 +213,26 @@ private:
 
     const Clock& clock_;
     AlsaOptions opts_;
-    const Setup setup_;
     const bool output_;
     const std::uint32_t fb_, rate_;
-    const Nanos period_ns_;
-    snd_pcm_t* pcm_;
-    snd_pcm_status_t* status_;
-    int wake_fd_;
+    const int wake_fd_;
+    std::thread thread_;
+    std::vector<std::shared_ptr<AlsaStream>> predecessors_; // audio thread: waits, then drops them
+
+    // Written by the audio thread while opening, read by the device thread only once open_kind_
+    // says Ready (release/acquire).
+    Setup setup_;
+    Nanos period_ns_ = 0;
+    snd_pcm_t* pcm_ = nullptr;
+    snd_pcm_status_t* status_ = nullptr;
     std::array<pollfd, kMaxPollFds> pfds_{};
     unsigned npfds_ = 0;
-    alsa_detail::SpscByteRing ring_;
+    std::unique_ptr<alsa_detail::SpscByteRing> ring_;
     std::vector<std::uint8_t> scratch_; // capture: frames read and dropped when the ring is full
-    std::thread thread_;
 
     // Shared between the threads.
+    std::atomic<int> open_kind_{device::OpenState::Opening};
+    std::array<char, 512> open_msg_{}; // Failed: why; written before open_kind_ is released
     std::atomic<std::uint32_t> cmd_seq_{0}, ack_seq_{0};
     std::atomic<bool> want_running_{false}, quit_{false}, closed_{false};
     std::atomic<bool> need_data_{false};
@@ -265,26 +276,31 @@ private:
     std::uint64_t fb_bytes_ = 0;    // playback: bytes taken in total; capture: silence bytes delivered
 };
 
-AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, snd_pcm_t* pcm,
-                       snd_pcm_status_t* status, int wake_fd, std::span<const pollfd> pfds)
-    : clock_(clock), opts_(opts), setup_(std::move(setup)),
-      output_(setup_.fmt.direction == wire::Direction::Output), fb_(setup_.fmt.frame_bytes()), rate_(setup_.fmt.rate),
-      period_ns_(nanos_of(setup_.geo.period_frames, setup_.fmt.rate)), pcm_(pcm), status_(status), wake_fd_(wake_fd),
-      ring_(std::size_t{setup_.geo.ring_frames} * setup_.fmt.frame_bytes()) {
-    npfds_ = static_cast<unsigned>(pfds.size());
-    std::copy(pfds.begin(), pfds.end(), pfds_.begin());
-    if (!output_) scratch_.resize(std::size_t{setup_.geo.period_frames} * fb_);
-    const Nanos now = mono_now();
-    last_ = {0, now, 0, now, false};
-    pos_.store(last_);
-}
+AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, int wake_fd,
+                       std::vector<std::shared_ptr<AlsaStream>> predecessors)
+    : clock_(clock), opts_(opts), output_(setup.fmt.direction == wire::Direction::Output),
+      fb_(setup.fmt.frame_bytes()), rate_(setup.fmt.rate), wake_fd_(wake_fd), predecessors_(std::move(predecessors)),
+      setup_(std::move(setup)) {}
 
 void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
     // The thread keeps the stream alive: after the device has let go of it, the thread still
-    // pauses, drops and closes the PCM, then ends (close_pcm()).
+    // finishes opening, pauses, drops and closes the PCM, then ends (finish()).
     thread_ = std::thread([self = std::move(self)] {
-        self->run();
-        self->close_pcm();
+        for (const auto& p : self->predecessors_) p->closed_.wait(false, std::memory_order_acquire);
+        self->predecessors_.clear();
+        const auto error = self->open_pcm();
+        const bool opened = !error;
+        if (error) {
+            std::snprintf(self->open_msg_.data(), self->open_msg_.size(), "%s", error->c_str());
+            self->open_kind_.store(device::OpenState::Failed, std::memory_order_seq_cst);
+        } else {
+            self->open_kind_.store(device::OpenState::Ready, std::memory_order_seq_cst);
+        }
+        // seq_cst with set_waker()'s store and the device's open_state() load: either the device
+        // sees the new state right after setting the waker, or this load sees the waker.
+        if (const auto* w = self->waker_.load(std::memory_order_seq_cst); w && *w) (*w)();
+        if (opened) self->run();
+        self->finish();
     });
     const std::string tname = fmt::format("vsnd-alsa-{}", setup_.id).substr(0, 15);
     pthread_setname_np(thread_.native_handle(), tname.c_str());
@@ -300,7 +316,7 @@ void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
 AlsaStream::~AlsaStream() = default;
 
 // Device thread: the device has closed the stream. Returns at once; the audio thread carries out
-// a STOP still pending, then quits and closes the PCM (close_pcm). Returns the thread for the
+// a STOP still pending (or finishes opening), then quits and closes the PCM (finish()). Returns the thread for the
 // backend to join once it has finished.
 std::thread AlsaStream::retire() {
     quit_.store(true, std::memory_order_release);
@@ -308,14 +324,24 @@ std::thread AlsaStream::retire() {
     return std::move(thread_);
 }
 
-// Audio thread, after its loop ended.
-void AlsaStream::close_pcm() {
-    snd_pcm_drop(pcm_);
-    snd_pcm_close(pcm_);
-    snd_pcm_status_free(status_);
+// Audio thread, after its loop ended (or its open failed): lets go of everything, then tells the
+// backend (and a stream waiting to open the same PCM) that it has.
+void AlsaStream::finish() {
+    if (pcm_) {
+        snd_pcm_drop(pcm_);
+        snd_pcm_close(pcm_);
+        notice_events(); // a failure nobody asked about still gets its log line
+    }
+    if (status_) snd_pcm_status_free(status_);
     ::close(wake_fd_);
-    notice_events(); // a failure nobody asked about still gets its log line
     closed_.store(true, std::memory_order_release);
+    closed_.notify_all();
+}
+
+device::OpenState AlsaStream::open_state() {
+    const int k = open_kind_.load(std::memory_order_seq_cst);
+    if (k == device::OpenState::Failed) return {device::OpenState::Failed, open_msg_.data()};
+    return {static_cast<device::OpenState::Kind>(k), {}};
 }
 
 // ---- device thread ------------------------------------------------------------------------------
@@ -333,7 +359,7 @@ void AlsaStream::signal_audio_thread() const {
 void AlsaStream::set_waker(device::Waker wake) {
     if (waker_.load(std::memory_order_acquire)) return; // once: the audio thread may be calling it
     waker_storage_ = std::move(wake);
-    waker_.store(&waker_storage_, std::memory_order_release);
+    waker_.store(&waker_storage_, std::memory_order_seq_cst);
 }
 
 // Posts the command and returns: the audio thread applies it (ALSA calls may take milliseconds)
@@ -389,7 +415,7 @@ bool AlsaStream::check_failed() {
     fb_since_ = clock_.now();
     const PositionSnapshot s = pos_.load();
     fb_frames0_ = s.frames;
-    fb_bytes_ = output_ ? ring_.tail() : 0;
+    fb_bytes_ = output_ ? ring_->tail() : 0;
     return true;
 }
 
@@ -406,9 +432,9 @@ std::size_t AlsaStream::writable_bytes() {
     if (!output_) return 0;
     if (check_failed()) {
         const std::uint64_t pending = fb_bytes_ - std::min(fb_bytes_, fallback_frames(clock_.now()) * fb_);
-        return ring_.capacity() - std::min<std::uint64_t>(pending, ring_.capacity());
+        return ring_->capacity() - std::min<std::uint64_t>(pending, ring_->capacity());
     }
-    return ring_.free_bytes();
+    return ring_->free_bytes();
 }
 
 void AlsaStream::write(std::span<const std::uint8_t> bytes) {
@@ -417,7 +443,7 @@ void AlsaStream::write(std::span<const std::uint8_t> bytes) {
         fb_bytes_ += bytes.size();
         return;
     }
-    ring_.push(bytes.first(std::min(bytes.size(), ring_.free_bytes())));
+    ring_->push(bytes.first(std::min(bytes.size(), ring_->free_bytes())));
     // Dekker with the audio thread's need_data_ store / tail load.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (need_data_.load(std::memory_order_relaxed) && need_data_.exchange(false)) signal_audio_thread();
@@ -425,7 +451,7 @@ void AlsaStream::write(std::span<const std::uint8_t> bytes) {
 
 std::size_t AlsaStream::readable_bytes() {
     if (output_) return 0;
-    std::size_t n = ring_.used_bytes();
+    std::size_t n = ring_->used_bytes();
     if (check_failed()) {
         const std::uint64_t silence = fallback_elapsed(clock_.now()) * fb_;
         n += static_cast<std::size_t>(silence - std::min(silence, fb_bytes_));
@@ -435,8 +461,8 @@ std::size_t AlsaStream::readable_bytes() {
 
 void AlsaStream::read(std::span<std::uint8_t> out) {
     if (output_) return;
-    const std::size_t n = std::min(out.size(), ring_.used_bytes());
-    ring_.pop(out.first(n));
+    const std::size_t n = std::min(out.size(), ring_->used_bytes());
+    ring_->pop(out.first(n));
     if (n < out.size()) { // only after a failure: silence at the nominal rate
         std::memset(out.data() + n, 0, out.size() - n);
         fb_bytes_ += out.size() - n;
@@ -519,7 +545,7 @@ void AlsaStream::on_xrun(Nanos when) {
     if (output_) {
         // Everything written was played (the silence fill covers whatever the hardware read past it).
         played_ = alsa_frames_;
-        ring_.commit_read(played_ * fb_);
+        ring_->commit_read(played_ * fb_);
     }
     publish(output_ ? played_ : alsa_frames_, when, false);
     have_base_ = false;
@@ -583,7 +609,7 @@ void AlsaStream::take_status() {
         const std::uint64_t played = alsa_frames_ - std::min(queued, alsa_frames_);
         if (played > played_) {
             played_ = played;
-            ring_.commit_read(played_ * fb_);
+            ring_->commit_read(played_ * fb_);
         }
         publish(played_, stamp, true);
     } else if (overflow_) {
@@ -647,7 +673,7 @@ void AlsaStream::pause_pcm() {
                 const std::uint64_t played = alsa_frames_ - std::min(queued, alsa_frames_);
                 if (played > played_) {
                     played_ = played;
-                    ring_.commit_read(played_ * fb_);
+                    ring_->commit_read(played_ * fb_);
                 }
                 publish(played_, when, false);
             } else {
@@ -695,7 +721,7 @@ void AlsaStream::apply(bool run) {
 
 void AlsaStream::playback_cycle(Nanos now) {
     if (hw_ == Hw::Paused) return;
-    if (const std::uint64_t tail = ring_.tail_acquire(); tail != seen_tail_) {
+    if (const std::uint64_t tail = ring_->tail_acquire(); tail != seen_tail_) {
         seen_tail_ = tail;
         last_arrival_ = now;
     }
@@ -709,11 +735,11 @@ void AlsaStream::playback_cycle(Nanos now) {
         }
         const std::uint64_t buffer = setup_.geo.buffer_frames;
         alsa_fill_ = buffer - std::min<std::uint64_t>(static_cast<std::uint64_t>(avail), buffer);
-        const std::uint64_t unsent = ring_.tail_acquire() / fb_ - alsa_frames_;
+        const std::uint64_t unsent = ring_->tail_acquire() / fb_ - alsa_frames_;
         const std::uint64_t room = setup_.geo.fill_frames > alsa_fill_ ? setup_.geo.fill_frames - alsa_fill_ : 0;
         const std::uint64_t n = std::min(unsent, room);
         if (n == 0) break;
-        const auto region = ring_.read_region(alsa_frames_ * fb_, static_cast<std::size_t>(n) * fb_);
+        const auto region = ring_->read_region(alsa_frames_ * fb_, static_cast<std::size_t>(n) * fb_);
         const snd_pcm_sframes_t w =
             snd_pcm_writei(pcm_, region.data(), static_cast<snd_pcm_uframes_t>(region.size() / fb_));
         if (w == -EAGAIN || w == 0) break;
@@ -746,8 +772,8 @@ void AlsaStream::capture_cycle() {
         const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_);
         if (avail < 0) return handle_error(avail, "snd_pcm_avail_update");
         if (avail == 0) break;
-        const std::uint64_t tail = ring_.tail();
-        const std::size_t room = ring_.free_bytes() / fb_;
+        const std::uint64_t tail = ring_->tail();
+        const std::size_t room = ring_->free_bytes() / fb_;
         if (room == 0) { // the guest is not reading: keep ALSA running, lose the newest frames
             const auto n = std::min<snd_pcm_uframes_t>(static_cast<snd_pcm_uframes_t>(avail), scratch_.size() / fb_);
             const snd_pcm_sframes_t r = snd_pcm_readi(pcm_, scratch_.data(), n);
@@ -761,12 +787,12 @@ void AlsaStream::capture_cycle() {
             continue;
         }
         overflow_ = false;
-        const auto region = ring_.write_region(tail, std::min<std::size_t>(room, static_cast<std::size_t>(avail)) * fb_);
+        const auto region = ring_->write_region(tail, std::min<std::size_t>(room, static_cast<std::size_t>(avail)) * fb_);
         const snd_pcm_sframes_t r =
             snd_pcm_readi(pcm_, region.data(), static_cast<snd_pcm_uframes_t>(region.size() / fb_));
         if (r == -EAGAIN || r == 0) break;
         if (r < 0) return handle_error(r, "snd_pcm_readi");
-        ring_.commit_write(tail + static_cast<std::uint64_t>(r) * fb_);
+        ring_->commit_write(tail + static_cast<std::uint64_t>(r) * fb_);
         alsa_frames_ += static_cast<std::uint64_t>(r);
         taken += static_cast<std::uint64_t>(r);
     }
@@ -787,7 +813,7 @@ int AlsaStream::poll_timeout_ms(Nanos now, bool& poll_pcm) {
     // the device brings some (need_data_), and once a period to refresh the position.
     need_data_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    const bool unsent = ring_.tail_acquire() / fb_ > alsa_frames_;
+    const bool unsent = ring_->tail_acquire() / fb_ > alsa_frames_;
     if (unsent) need_data_.store(false, std::memory_order_relaxed);
     if (hw_ == Hw::Running) {
         poll_pcm = unsent;
@@ -804,7 +830,7 @@ int AlsaStream::poll_timeout_ms(Nanos now, bool& poll_pcm) {
 void AlsaStream::wake_device() {
     const auto* w = waker_.load(std::memory_order_acquire);
     if (!w || !*w) return;
-    const std::uint64_t at = output_ ? ring_.head() : ring_.tail();
+    const std::uint64_t at = output_ ? ring_->head() : ring_->tail();
     const std::uint64_t x = xruns_.load(std::memory_order_relaxed);
     const bool failed = failed_.load(std::memory_order_relaxed);
     // The published position too: frames handed to ALSA (`limit`) grow without the ring head
@@ -890,19 +916,6 @@ struct AlsaBackend::RetiredStreams {
             }
         }
     }
-    // Before the same PCM opens again: its previous stream must have closed it (a hw device opens
-    // only once). Blocks until then; the close itself takes milliseconds.
-    void wait_for(const std::string& pcm) {
-        for (auto it = list.begin(); it != list.end();) {
-            if (it->second->pcm_name() == pcm) {
-                it->first.join();
-                it = list.erase(it);
-            } else {
-                ++it;
-            }
-        }
-        prune();
-    }
     ~RetiredStreams() {
         for (auto& [t, s] : list) t.join();
     }
@@ -921,6 +934,7 @@ public:
         retired_.prune();
     }
     void set_waker(device::Waker w) override { s_->set_waker(std::move(w)); }
+    device::OpenState open_state() override { return s_->open_state(); }
     void start() override { s_->start(); }
     void stop() override { s_->stop(); }
     std::size_t writable_bytes() override { return s_->writable_bytes(); }
@@ -1046,22 +1060,47 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
     const std::string pcm_name = own != opts_.stream_devices.end()              ? own->second
                                  : output || opts_.capture_device.empty() ? device_
                                                                            : opts_.capture_device;
-    const auto afmt = alsa_format(fmt.format);
-    const std::uint32_t fb = fmt.frame_bytes();
-    if (!afmt || fb == 0) return R(Unexpected{fmt::format("{}: format {} has no ALSA equivalent", pcm_name, wire::name(fmt.format))});
+    if (!alsa_format(fmt.format) || fmt.frame_bytes() == 0)
+        return R(Unexpected{fmt::format("{}: format {} has no ALSA equivalent", pcm_name, wire::name(fmt.format))});
     if (fmt.rate == 0 || fmt.channels == 0) return R(Unexpected{fmt::format("{}: empty rate or channel count", pcm_name)});
-    const char* fname = snd_pcm_format_name(*afmt);
 
-    retired_->wait_for(pcm_name);
+    // Everything that blocks (snd_pcm_open, params, prepare) happens on the stream's own thread;
+    // the device answers PREPARE when it reports Ready or Failed (open_state()).
+    retired_->prune();
+    std::vector<std::shared_ptr<AlsaStream>> predecessors;
+    for (const auto& [thread, retired] : retired_->list)
+        if (!retired->closed()) predecessors.push_back(retired);
+    const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake < 0) return R(Unexpected{fmt::format("{}: eventfd: {}", pcm_name, std::strerror(errno))});
+    auto stream = std::make_shared<AlsaStream>(clock_, opts_, AlsaStream::Setup{pcm_name, stream_id, fmt, {}, true}, wake,
+                                               std::move(predecessors));
+    try {
+        stream->launch(stream);
+    } catch (const std::system_error& e) { // no thread: the stream never opened anything
+        return R(Unexpected{fmt::format("{}: cannot start the audio thread: {}", pcm_name, e.what())});
+    }
+    return R(std::unique_ptr<device::BackendStream>(std::make_unique<AlsaStreamHandle>(std::move(stream), *retired_)));
+}
+
+// Audio thread, first thing: opens and configures the PCM, sizes the host buffers. Nothing it
+// sets is read by the device thread before open_kind_ says Ready.
+std::optional<std::string> AlsaStream::open_pcm() {
+    const std::string& pcm_name = setup_.pcm_name;
+    const device::StreamFormat& fmt = setup_.fmt;
+    const std::uint32_t stream_id = setup_.id;
+    const bool output = output_;
+    const std::uint32_t fb = fb_;
+    const auto afmt = alsa_format(fmt.format);
+    const char* fname = snd_pcm_format_name(*afmt);
     PcmHandle h;
     if (int e = snd_pcm_open(&h.pcm, pcm_name.c_str(), output ? SND_PCM_STREAM_PLAYBACK : SND_PCM_STREAM_CAPTURE,
                              SND_PCM_NONBLOCK);
         e < 0) {
         h.pcm = nullptr;
-        return R(Unexpected{fmt::format("{}: cannot open for {}: {}", pcm_name, output ? "playback" : "capture", snd_strerror(e))});
+        return std::optional<std::string>{fmt::format("{}: cannot open for {}: {}", pcm_name, output ? "playback" : "capture", snd_strerror(e))};
     }
     auto err = [&](const std::string& what, int e) {
-        return R(Unexpected{fmt::format("{}: {}: {}", pcm_name, what, snd_strerror(e))});
+        return std::optional<std::string>{fmt::format("{}: {}: {}", pcm_name, what, snd_strerror(e))};
     };
 
     snd_pcm_hw_params_t* hw_raw = nullptr;
@@ -1147,18 +1186,10 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
 
     const int npfds = snd_pcm_poll_descriptors_count(h.pcm);
     if (npfds <= 0 || npfds > static_cast<int>(kMaxPollFds))
-        return R(Unexpected{fmt::format("{}: {} poll descriptors (1..{} supported)", pcm_name, npfds, kMaxPollFds)});
+        return std::optional<std::string>{fmt::format("{}: {} poll descriptors (1..{} supported)", pcm_name, npfds, kMaxPollFds)};
     std::array<pollfd, kMaxPollFds> pfds{};
     if (int e = snd_pcm_poll_descriptors(h.pcm, pfds.data(), static_cast<unsigned>(npfds)); e < 0)
         return err("snd_pcm_poll_descriptors", e);
-
-    snd_pcm_status_t* status = nullptr;
-    if (int e = snd_pcm_status_malloc(&status); e < 0) return err("snd_pcm_status_malloc", e);
-    const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake < 0) {
-        snd_pcm_status_free(status);
-        return R(Unexpected{fmt::format("{}: eventfd: {}", pcm_name, std::strerror(errno))});
-    }
 
     const std::string info = fmt::format(
         "stream {}: {} {} {} {} Hz {} ch: host period {} frames ({:.1f} ms), ALSA buffer {}, queue ≤ {}, ring {}, "
@@ -1167,14 +1198,25 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
         output ? geo.fill_frames : b, geo.ring_frames, fmt.period_bytes / fb, fmt.buffer_bytes / fb,
         geo.pause ? "snd_pcm_pause" : "drop and keep", htstamp_ok ? "MONOTONIC" : "unavailable (using now)",
         link_tstamp ? "offered (unused)" : "no", silence_ok ? "" : "; no silence fill (underruns may replay stale frames)");
+
+    snd_pcm_status_t* status = nullptr;
+    if (int e = snd_pcm_status_malloc(&status); e < 0) return err("snd_pcm_status_malloc", e);
     if (opts_.log) opts_.log(info);
     else fmt::print(stderr, "vsnd alsa: {}\n", info);
 
-    AlsaStream::Setup setup{pcm_name, stream_id, fmt, geo, htstamp_ok};
-    auto stream = std::make_shared<AlsaStream>(clock_, opts_, std::move(setup), h.release(), status, wake,
-                                               std::span<const pollfd>(pfds.data(), static_cast<std::size_t>(npfds)));
-    stream->launch(stream);
-    return R(std::unique_ptr<device::BackendStream>(std::make_unique<AlsaStreamHandle>(std::move(stream), *retired_)));
+    setup_.geo = geo;
+    setup_.htstamp_ok = htstamp_ok;
+    period_ns_ = nanos_of(geo.period_frames, fmt.rate);
+    pcm_ = h.release();
+    status_ = status;
+    npfds_ = static_cast<unsigned>(npfds);
+    std::copy(pfds.begin(), pfds.begin() + npfds, pfds_.begin());
+    ring_ = std::make_unique<alsa_detail::SpscByteRing>(std::size_t{geo.ring_frames} * fb);
+    if (!output_) scratch_.resize(std::size_t{geo.period_frames} * fb_);
+    const Nanos now = mono_now();
+    last_ = {0, now, 0, now, false};
+    pos_.store(last_);
+    return std::nullopt;
 }
 
 } // namespace vsnd::backends

@@ -60,6 +60,7 @@ struct SoundDevice::Stream {
     std::deque<PendingIo> pending;
     std::uint64_t queued = 0;  // bytes of all messages accepted since PREPARE
     std::uint64_t moved = 0;   // bytes handed to (tx) or taken from (rx) the backend
+    bool opening = false;      // `backend` is still opening; its PREPARE is not answered yet
     StreamStats stats;
 };
 
@@ -93,9 +94,11 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
 }
 
 void SoundDevice::reset() {
+    deferred_.reset();
     for (auto& s : streams_) {
         s->pending.clear();
         s->backend.reset();
+        s->opening = false;
         s->state = PcmState::Initial;
         s->params.reset();
         s->queued = s->moved = 0;
@@ -138,7 +141,10 @@ void SoundDevice::on_kick(wire::QueueIndex q) {
 
 void SoundDevice::drain_queue(wire::QueueIndex q) {
     auto* queue = queues_[static_cast<unsigned>(q)];
-    while (auto r = queue->pop()) {
+    const bool control = q == wire::QueueIndex::Control;
+    while (!(control && deferred_)) {
+        auto r = queue->pop();
+        if (!r) break;
         if (!*r) {
             refuse_chain(q, r->error());
             continue;
@@ -188,15 +194,55 @@ void SoundDevice::handle_control(virtq::Chain& chain) {
         case Code::PcmPrepare:
         case Code::PcmRelease:
         case Code::PcmStart:
-        case Code::PcmStop: status = pcm_command(*code, req); break;
+        case Code::PcmStop: {
+            bool deferred = false;
+            status = pcm_command(*code, req, deferred);
+            if (deferred) {
+                deferred_->chain = std::move(chain);
+                return;
+            }
+            break;
+        }
         default:
             log(fmt::format("control: unknown request code {:#x}", static_cast<std::uint32_t>(*code)));
             status = Status::NotSupp;
         }
     }
+    answer_control(chain, status, written);
+}
+
+void SoundDevice::answer_control(const virtq::Chain& chain, Status status, std::size_t written) {
     if (status != Status::Ok) written = wire::wire_size<wire::StatusHeader>;
-    out.write_at(0, wire::encode(wire::StatusHeader{status}));
+    virtq::ChainWriter(chain).write_at(0, wire::encode(wire::StatusHeader{status}));
     push(wire::QueueIndex::Control, chain.head, static_cast<std::uint32_t>(written));
+}
+
+// Device loop, from process(): answers a PREPARE whose backend has finished opening (or failed,
+// or timed out), then serves the control requests that waited behind it.
+void SoundDevice::settle_prepare() {
+    if (!deferred_) return;
+    Stream& s = *streams_[deferred_->stream_id];
+    const OpenState st = s.backend->open_state();
+    Status status = Status::Ok;
+    if (st.kind == OpenState::Opening && clock_.now() < deferred_->deadline) {
+        deferred_->next_look = clock_.now() + kOpenPoll;
+        return;
+    }
+    if (st.kind == OpenState::Ready) {
+        s.state = PcmState::Prepared;
+        s.stats.state = s.state;
+    } else {
+        log(fmt::format("stream {}: backend {} cannot open: {}", s.id, backend_.name(),
+                        st.kind == OpenState::Failed ? st.error
+                                                     : fmt::format("still opening after {} ms", kOpenTimeout / 1'000'000)));
+        s.backend.reset();
+        status = Status::IoErr;
+    }
+    s.opening = false;
+    const DeferredPrepare done = std::move(*deferred_);
+    deferred_.reset();
+    answer_control(done.chain, status, wire::wire_size<wire::StatusHeader>);
+    drain_queue(wire::QueueIndex::Control);
 }
 
 Status SoundDevice::query_info(std::span<const std::uint8_t> req, virtq::ChainWriter& out, std::size_t& written) {
@@ -256,7 +302,7 @@ Status SoundDevice::jack_remap(std::span<const std::uint8_t> req) {
     return Status::Ok;
 }
 
-Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req) {
+Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bool& deferred) {
     std::uint32_t stream_id = 0;
     std::optional<wire::PcmSetParams> params;
     if (code == Code::PcmSetParams) {
@@ -320,6 +366,13 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req) {
         if (waker_) s.backend->set_waker(waker_);
         s.queued = s.moved = 0;
         s.stats.xruns = 0;
+        if (s.backend->open_state().kind != OpenState::Ready) {
+            // Answered by settle_prepare(); the stream takes no I/O until then.
+            s.opening = true;
+            deferred = true;
+            deferred_ = DeferredPrepare{{}, stream_id, clock_.now() + kOpenTimeout, clock_.now() + kOpenPoll};
+            return Status::Ok;
+        }
         break;
     }
     case Code::PcmStart: s.backend->start(); break;
@@ -379,7 +432,7 @@ void SoundDevice::handle_tx(virtq::Chain& chain) {
     const char* why = nullptr;
     if (!s) why = "unknown stream";
     else if (s->cfg.direction != wire::Direction::Output) why = "not an output stream";
-    else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (!accepts_io(s->state) || !s->backend || s->opening) why = "stream not prepared";
     else if (s->backend->failed()) why = "audio device failed";
     else if (payload == 0 || payload % s->format.frame_bytes()) why = "payload not whole frames";
     if (why) {
@@ -410,7 +463,7 @@ void SoundDevice::handle_rx(virtq::Chain& chain) {
     if (!has_hdr) why = "header is not exactly one xfer structure";
     else if (!s) why = "unknown stream";
     else if (s->cfg.direction != wire::Direction::Input) why = "not an input stream";
-    else if (!accepts_io(s->state) || !s->backend) why = "stream not prepared";
+    else if (!accepts_io(s->state) || !s->backend || s->opening) why = "stream not prepared";
     else if (s->backend->failed()) why = "audio device failed";
     else {
         const std::size_t frame = s->format.frame_bytes();
@@ -490,9 +543,10 @@ void SoundDevice::pump_input(Stream& s) {
 
 void SoundDevice::process() {
     if (!attached()) return;
+    settle_prepare();
     for (auto& sp : streams_) {
         Stream& s = *sp;
-        if (!s.backend) continue;
+        if (!s.backend || s.opening) continue;
         if (s.cfg.direction == wire::Direction::Output)
             pump_output(s);
         else
@@ -513,9 +567,14 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     auto consider = [&](std::optional<Nanos> t) {
         if (t && (!next || *t < *next)) next = t;
     };
+    if (deferred_) {
+        // The backend wakes the loop when its open finishes; without a waker, look every ms.
+        consider(deferred_->deadline);
+        if (!waker_) consider(deferred_->next_look);
+    }
     for (auto& sp : streams_) {
         Stream& s = *sp;
-        if (!s.backend) continue;
+        if (!s.backend || s.opening) continue;
         consider(s.backend->next_wakeup());
         // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
         // data can move right now, the device must not sleep. A paced card frees room

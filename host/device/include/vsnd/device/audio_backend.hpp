@@ -45,16 +45,28 @@ struct Position {
 // Wakes the device loop: the device calls process() soon after. Thread-safe, never blocks.
 using Waker = std::function<void()>;
 
+// Whether a stream's open has finished. A backend whose open blocks (a device node, a file)
+// returns from AudioBackend::open() at once and finishes on its own thread: the stream is Opening
+// until then and calls the waker when it becomes Ready or Failed.
+struct OpenState {
+    enum Kind { Opening, Ready, Failed } kind = Ready;
+    std::string error; // Failed: why (a log line; the guest gets IO_ERR)
+};
+
 // Every method is called on the device loop's thread and must not block (a backend with blocking
 // I/O does it on its own thread). A stream fed by its own thread calls the waker given to
 // set_waker() when room or data appears or its state changes, so the loop never polls it.
 class BackendStream {
 public:
-    virtual ~BackendStream() = default;
+    virtual ~BackendStream() = default; // may be Opening still: the backend finishes the open and closes
 
     // Right after open, before any other call. Backends paced by the device's own clock
     // (next_wakeup()) may ignore it.
     virtual void set_waker(Waker) {}
+    // The device answers PREPARE once this is Ready (OK) or Failed (IO_ERR), or IO_ERR when it is
+    // still Opening after SoundDevice's open timeout; until then it calls no other method but the
+    // destructor. Once Ready it stays Ready (a later failure is failed()).
+    virtual OpenState open_state() { return {}; }
 
     virtual void start() = 0;
     virtual void stop() = 0; // pause: buffered frames are kept for the next start
@@ -79,7 +91,8 @@ public:
     virtual bool failed() const { return false; }
 };
 
-// Device loop thread. open() may block only as long as opening the audio device takes.
+// Device loop thread; no method blocks. open() checks what it can at once (an error string is
+// IO_ERR at PREPARE) and leaves blocking work to the stream's own thread (OpenState).
 class AudioBackend {
 public:
     virtual ~AudioBackend() = default;

@@ -71,18 +71,33 @@ public:
     // How backend streams wake the loop that runs this device (handed to every stream at open).
     void set_waker(Waker wake) { waker_ = std::move(wake); }
 
+    // A backend still opening after this long answers PREPARE with IO_ERR (below the Linux
+    // driver's 1 s control timeout, so the guest hears the answer).
+    static constexpr Nanos kOpenTimeout = 750'000'000;
+
 private:
     struct Stream;
     struct PendingIo;
+    // A PREPARE whose backend stream is still opening: its reply waits, and so does every later
+    // control request (they are answered in order).
+    struct DeferredPrepare {
+        virtq::Chain chain;
+        std::uint32_t stream_id;
+        Nanos deadline;
+        Nanos next_look; // without a waker the device looks every kOpenPoll
+    };
+    static constexpr Nanos kOpenPoll = 1'000'000;
 
     void handle_control(virtq::Chain& chain);
+    void answer_control(const virtq::Chain& chain, wire::Status status, std::size_t written);
+    void settle_prepare();
     void handle_tx(virtq::Chain& chain);
     void handle_rx(virtq::Chain& chain);
     void drain_queue(wire::QueueIndex q);
     void refuse_chain(wire::QueueIndex q, const virtq::ChainFault& fault);
 
     wire::Status query_info(std::span<const std::uint8_t> req, virtq::ChainWriter& out, std::size_t& written);
-    wire::Status pcm_command(wire::Code code, std::span<const std::uint8_t> req);
+    wire::Status pcm_command(wire::Code code, std::span<const std::uint8_t> req, bool& deferred);
     wire::Status jack_remap(std::span<const std::uint8_t> req);
 
     void pump_output(Stream& s);
@@ -111,6 +126,7 @@ private:
     std::vector<std::unique_ptr<Stream>> streams_;
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
+    std::optional<DeferredPrepare> deferred_;
     std::deque<wire::Event> events_;
     std::uint64_t events_dropped_ = 0;
 };
