@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
     stop_device();
 
     // What was played, exactly?
+    backend.flush();
     auto reader = audio::WavFileReader::open(backend.output_path(0));
     if (!reader) return fail(reader.error());
     device::StreamFormat sf{wire::Direction::Output, *fmt_code, rate, static_cast<std::uint8_t>(channels), 0, 0};

@@ -44,6 +44,8 @@ struct TwoProcesses : ::testing::Test {
         boost::asio::posix::stream_descriptor stop(io, stop_fd);
         stop.async_wait(boost::asio::posix::stream_descriptor::wait_read, [&](auto) { runner.stop(); io.stop(); });
         io.run();
+        dev.reset();
+        backend.flush(); // the WAV is complete before the parent reads it
         _exit(0);
     }
 };

@@ -1,13 +1,21 @@
 // The WAV backend: exactly the frames played, appended across PREPAREs of one format, a new file
-// per format with the old one kept, capture from a file with silence after its end.
+// per format with the old one kept, capture from a file with silence after its end; a disk that
+// stalls never stalls the device.
 #include "../support/sim_rig.hpp"
 
 #include "vsnd/backends/wav_backend.hpp"
 #include "vsnd/audio/wav_file.hpp"
+#include "vsnd/transport/device_end.hpp"
+#include "vsnd/transport/device_runner.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 namespace vsnd::test {
 namespace {
@@ -23,7 +31,8 @@ struct WavRig {
 
     WavRig() {
         std::filesystem::create_directories(dir);
-        backend = std::make_unique<backends::WavBackend>(clock, dir, dir / "in.wav");
+        backend = std::make_unique<backends::WavBackend>(clock, dir, dir / "in.wav", backends::PacedTiming{},
+                                                         backends::WavIo::Inline);
         device = std::make_unique<device::SoundDevice>(device::Topology::standard(1, 1), *backend, clock);
         transport.publish_config(device->config(), 0);
         link = std::make_unique<transport::SimulatedLink>(transport, *device, clock);
@@ -123,6 +132,100 @@ TEST(WavBackend, MissingCaptureFileIsIoErrAtPrepare) {
     auto r = in.prepare();
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().status, wire::Status::IoErr);
+}
+
+// Real time, file thread. Stream 1's file is a FIFO nobody writes, so opening it blocks the file
+// thread (as a hung disk or NFS mount would) until the test lets go, while stream 0 plays 1 s. The
+// device keeps completing stream 0 in real time, answers stream 1's PREPARE IO_ERR after its open
+// timeout, and stream 0's frames wait in its file ring: its WAV is complete and bit-exact once the
+// stall ends. (With WavIo::Inline the device thread hangs in the open: "stopped answering".)
+TEST(WavBackend, StalledDiskNeverStallsTheDevice) {
+    const auto dir = std::filesystem::temp_directory_path() / ("vsnd-wav-stall-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const auto fifo = dir / "stream-1.wav";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    MonotonicClock clock;
+    backends::WavBackend backend(clock, dir, {});
+    device::SoundDevice dev(device::Topology::standard(2, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::LoopbackDriverEnd driver_end(t, clock);
+    transport::LoopbackDeviceEnd device_end(t, dev);
+    boost::asio::io_context io;
+    transport::DeviceRunner runner(io, device_end);
+    runner.start();
+    auto work = boost::asio::make_work_guard(io);
+    std::thread loop([&] { io.run(); });
+
+    driver::SoundDriver drv(driver_end, clock);
+    ASSERT_TRUE(drv.probe());
+    auto& s0 = drv.stream(0);
+    auto& s1 = drv.stream(1);
+    const driver::PcmConfig cfg{wire::PcmFormat::S16, 48000, 2, 480, 4, 0};
+    ASSERT_TRUE(s0.set_params(cfg));
+    ASSERT_TRUE(s0.prepare());
+    ASSERT_TRUE(s1.set_params(cfg));
+
+    audio::TestSignal sig(wire::PcmFormat::S16, 2);
+    std::vector<std::uint8_t> buf(s0.period_bytes());
+    const std::uint64_t total = 48000;
+    std::uint64_t done = 0, completed_while_stalled = 0;
+    bool started = false, prepare_sent = false, answered = false;
+    Nanos sent_at = 0, answered_at = 0;
+    std::string prepare_error;
+    while (done < total || s0.in_flight()) {
+        if (done < total && s0.writable_bytes() >= buf.size()) {
+            sig.fill(buf, done);
+            done += s0.write(buf) / 4;
+            continue;
+        }
+        if (!started) {
+            ASSERT_TRUE(s0.start());
+            started = true;
+        }
+        if (!prepare_sent && done >= 4800) { // 0.1 s in
+            const auto req = wire::encode(wire::PcmHeader{wire::Code::PcmPrepare, 1});
+            ASSERT_TRUE(drv.control_async(req, 0, [&](const driver::Result& r, std::span<const std::uint8_t>) {
+                answered = true;
+                answered_at = clock.now();
+                if (!r) prepare_error = r.error().message;
+            }));
+            prepare_sent = true;
+            sent_at = clock.now();
+        }
+        const auto before = s0.periods_completed();
+        ASSERT_TRUE(drv.wait(kNanosPerSecond)) << "the device stopped answering";
+        if (prepare_sent && !answered) completed_while_stalled += s0.periods_completed() - before;
+        drv.expire(clock.now());
+    }
+    ASSERT_TRUE(prepare_sent);
+    for (int i = 0; i < 200 && !answered; ++i) {
+        drv.wait(10'000'000);
+        drv.expire(clock.now());
+    }
+    ASSERT_TRUE(answered);
+    EXPECT_NE(prepare_error, "") << "a file that cannot open in time is IO_ERR";
+    EXPECT_GE(answered_at - sent_at, device::SoundDevice::kOpenTimeout);
+    // 0.75 s of 10 ms periods: at least half of them completed while the file thread was stuck.
+    EXPECT_GE(completed_while_stalled, 37u);
+
+    // The stall ends: the file thread's open of the FIFO gets a writer that writes nothing.
+    const int w = ::open(fifo.c_str(), O_WRONLY);
+    ASSERT_GE(w, 0);
+    ::close(w);
+    ASSERT_TRUE(s0.stop());
+    ASSERT_TRUE(s0.release());
+    boost::asio::post(io, [&] { runner.stop(); work.reset(); io.stop(); });
+    loop.join();
+    dev.reset();
+    backend.flush();
+    auto wav = audio::WavFileReader::open(backend.output_path(0));
+    ASSERT_TRUE(wav) << wav.error();
+    const auto played = (*wav)->read_all({wire::PcmFormat::S16, 48000, 2});
+    EXPECT_EQ(played.size(), total * 4) << "frames played during the stall waited in the ring";
+    EXPECT_FALSE(sig.compare(played, 0));
+    std::filesystem::remove_all(dir);
 }
 
 } // namespace

@@ -270,6 +270,7 @@ TEST(DriverEvents, DriverModelAndUdpSocketInOneLoop) {
     boost::asio::post(device_io, [&] { runner.stop(); device_io.stop(); });
     device_thread.join();
     dev.reset();
+    backend.flush();
     auto wav = audio::WavFileReader::open(backend.output_path(0));
     ASSERT_TRUE(wav) << wav.error();
     const auto played = (*wav)->read_all({wire::PcmFormat::S16, 48000, 2});

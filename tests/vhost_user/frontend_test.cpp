@@ -117,6 +117,7 @@ TEST(VhostUserFrontend, PlaysOneSecondBitExactAndCaptures) {
     fe->reset();
     ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; }));
 
+    rig.backend.flush();
     const auto played = read_wav(rig.backend.output_path(0));
     EXPECT_EQ(played.size(), 48000u * 4) << "nothing lost at stop (completion when played)";
     const auto bad = audio::TestSignal(kFmt, 2).compare(played, 0);
@@ -138,6 +139,7 @@ TEST(VhostUserFrontend, FrontEndVanishingMidStreamThenANewOnePlays) {
     ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; }));
     EXPECT_FALSE(rig.on_server([&] { return rig.device.attached(); }));
     // What the first one got played is a prefix of the signal.
+    rig.backend.flush();
     const auto partial = read_wav(rig.backend.output_path(0));
     EXPECT_LE(partial.size(), 14400u * 4);
     EXPECT_FALSE(audio::TestSignal(kFmt, 2).compare(partial, 0));
@@ -151,6 +153,7 @@ TEST(VhostUserFrontend, FrontEndVanishingMidStreamThenANewOnePlays) {
     ASSERT_TRUE((*fe)->stop());
     fe->reset();
     ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 2; }));
+    rig.backend.flush();
     const auto played = read_wav(rig.backend.output_path(0));
     EXPECT_EQ(played.size(), 24000u * 4);
     EXPECT_FALSE(audio::TestSignal(kFmt, 2).compare(played, 0));

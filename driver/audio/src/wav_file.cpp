@@ -75,6 +75,9 @@ Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const 
     }
     if (!f) f = sf_open(path.c_str(), SFM_WRITE, &info);
     if (!f) return Unexpected{fmt::format("{}: {}", path.string(), sf_strerror(nullptr))};
+    // The header follows every write: the file is whole at any instant, for a reader while the
+    // stream still plays and after a crash.
+    sf_command(f, SFC_SET_UPDATE_HEADER_AUTO, nullptr, SF_TRUE);
     return std::unique_ptr<WavFileWriter>(new WavFileWriter(f, fmt));
 }
 

@@ -17,6 +17,7 @@
 // hardware only; neither snd-aloop nor snd-dummy provides them, so that path could not be
 // tested here. Whether the PCM offers them is logged at open.
 #include "vsnd/backends/alsa_backend.hpp"
+#include "vsnd/device/waker_slot.hpp"
 
 #include <alsa/asoundlib.h>
 #include <fmt/format.h>
@@ -240,8 +241,7 @@ private:
     std::atomic<bool> failed_{false};
     std::array<char, 256> fail_msg_{}; // written before failed_ is released
     alsa_detail::SeqlockPosition pos_;
-    device::Waker waker_storage_;                       // written once, before waker_ is released
-    std::atomic<const device::Waker*> waker_{nullptr};
+    device::WakerSlot waker_;
 
     // Audio thread only.
     Hw hw_ = Hw::Prepared;
@@ -296,9 +296,9 @@ void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
         } else {
             self->open_kind_.store(device::OpenState::Ready, std::memory_order_seq_cst);
         }
-        // seq_cst with set_waker()'s store and the device's open_state() load: either the device
-        // sees the new state right after setting the waker, or this load sees the waker.
-        if (const auto* w = self->waker_.load(std::memory_order_seq_cst); w && *w) (*w)();
+        // seq_cst with the waker slot and the device's open_state() load: either the device sees
+        // the new state right after setting the waker, or this wake-up reaches it.
+        self->waker_.wake();
         if (opened) self->run();
         self->finish();
     });
@@ -356,11 +356,7 @@ void AlsaStream::signal_audio_thread() const {
     [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
-void AlsaStream::set_waker(device::Waker wake) {
-    if (waker_.load(std::memory_order_acquire)) return; // once: the audio thread may be calling it
-    waker_storage_ = std::move(wake);
-    waker_.store(&waker_storage_, std::memory_order_seq_cst);
-}
+void AlsaStream::set_waker(device::Waker wake) { waker_.set(std::move(wake)); }
 
 // Posts the command and returns: the audio thread applies it (ALSA calls may take milliseconds)
 // and wakes the device when done. Until a stop is acknowledged the position holds where the
@@ -503,7 +499,7 @@ std::optional<Nanos> AlsaStream::next_wakeup() {
     }
     if (!want_) return std::nullopt;
     // The audio thread wakes the device whenever room or data appears (set_waker).
-    if (waker_.load(std::memory_order_relaxed)) return std::nullopt;
+    if (waker_.is_set()) return std::nullopt;
     // Without a waker: it refreshes room/data about once a host period; look just after that.
     const PositionSnapshot s = pos_.load();
     const Nanos margin = std::min<Nanos>(period_ns_ / 4, 1'000'000);
@@ -828,8 +824,7 @@ int AlsaStream::poll_timeout_ms(Nanos now, bool& poll_pcm) {
 // After each cycle: if the device can now do something it could not (room in the ring, captured
 // data, a new position, an xrun, a failure, an acknowledged command), wake its loop.
 void AlsaStream::wake_device() {
-    const auto* w = waker_.load(std::memory_order_acquire);
-    if (!w || !*w) return;
+    if (!waker_.is_set()) return;
     const std::uint64_t at = output_ ? ring_->head() : ring_->tail();
     const std::uint64_t x = xruns_.load(std::memory_order_relaxed);
     const bool failed = failed_.load(std::memory_order_relaxed);
@@ -842,7 +837,7 @@ void AlsaStream::wake_device() {
     woken_xruns_ = x;
     woken_failed_ = failed;
     woken_pos_ = last_;
-    (*w)();
+    waker_.wake();
 }
 
 void AlsaStream::run() {

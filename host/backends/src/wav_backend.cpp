@@ -1,42 +1,195 @@
 #include "vsnd/backends/wav_backend.hpp"
 #include "vsnd/audio/wav_file.hpp"
 
+#include "vsnd/device/waker_slot.hpp"
+#include "vsnd/event_fd.hpp"
+
 #include <fmt/format.h>
 
+#include <poll.h>
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <deque>
+#include <future>
+#include <thread>
 
 namespace vsnd::backends {
 
 using audio::WavFileReader;
 using audio::WavFileWriter;
 using audio::wav_can_hold;
-namespace {
+// One output stream's file, shared by the device thread (which fills `ring` with played frames)
+// and the file thread (which opens the file, drains the ring into it and closes it).
+struct WavBackend::SinkFile {
+    SinkFile(std::size_t ring_bytes, std::shared_ptr<const PlaybackRecord> rec) : ring(ring_bytes), record(std::move(rec)) {}
+    SpscByteRing ring;                               // device thread pushes, file thread pops
+    std::shared_ptr<const PlaybackRecord> record;    // complete once `closing` is set
+    std::atomic<int> open_kind{device::OpenState::Opening};
+    std::string open_error;                          // written before open_kind says Failed
+    std::atomic<bool> closing{false};                // device thread: no more frames, no more runs
+    std::atomic<std::uint64_t> dropped_frames{0};    // the ring was full (the disk stalled > 2 s)
+    device::WakerSlot waker;
+    // File thread only.
+    std::unique_ptr<WavFileWriter> writer;
+    std::filesystem::path timing;
+    std::uint64_t first_frame = 0;                   // frames already in the file at this PREPARE
+};
 
-// Writes the frames, and at the end of the stream a timing sidecar next to the WAV: one line per
-// run of continuous playback, "first frame,CLOCK_MONOTONIC ns when it was played"; the frames
-// after it followed at the stream rate. With it, anything logged against CLOCK_MONOTONIC can be
-// compared with when the audio was really played.
-class WavSink final : public FrameSink {
+// The backend's one file thread: opens, writes and closes every output WAV and timing sidecar, so
+// the device thread never waits for the disk. Jobs (opens, flush barriers) come through a locked
+// queue that only the device thread and flush() fill, one per PREPARE at most; played frames
+// through each file's ring. Each round takes the queued jobs, then drains every ring (closing the
+// files whose stream has gone: a close posted before an open is always finished before it runs),
+// then runs the jobs.
+// With WavIo::Inline there is no thread: every job and every drain runs at once on the caller's.
+class WavBackend::FileThread {
 public:
-    WavSink(std::unique_ptr<WavFileWriter> w, std::shared_ptr<const PlaybackRecord> rec, std::filesystem::path timing,
-            std::uint64_t first_frame)
-        : writer_(std::move(w)), record_(std::move(rec)), timing_(std::move(timing)), first_frame_(first_frame) {}
-    ~WavSink() override {
-        std::FILE* f = std::fopen(timing_.c_str(), "a");
-        if (!f) return;
-        std::fprintf(f, "# prepare: rate %u, frames %llu\n", record_->rate, static_cast<unsigned long long>(record_->frames));
-        for (const auto& run : record_->runs)
-            std::fprintf(f, "%llu,%lld\n", static_cast<unsigned long long>(first_frame_ + run.frames),
-                         static_cast<long long>(run.when));
-        std::fclose(f);
+    FileThread(WavIo io, std::function<void(const std::string&)> log) : inline_(io == WavIo::Inline), log_(std::move(log)) {
+        if (inline_) return;
+        thread_ = std::thread([this] { run(); });
+        pthread_setname_np(thread_.native_handle(), "vsnd-wav-io");
     }
-    void played(std::span<const std::uint8_t> frames) override { writer_->write(frames); }
+    // Finishes every job and every file, then joins.
+    ~FileThread() {
+        if (inline_) {
+            for (auto& f : files_) f->closing.store(true, std::memory_order_release);
+            service_files();
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            quit_ = true;
+        }
+        doorbell_.signal();
+        thread_.join();
+    }
+    // Any thread; never blocks beyond a short lock.
+    void post(std::function<void()> job) {
+        if (inline_) {
+            service_files();
+            job();
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            jobs_.push_back(std::move(job));
+        }
+        doorbell_.signal();
+    }
+    // Device thread: frames or a close to look at.
+    void ring() {
+        if (inline_) service_files();
+        else doorbell_.signal();
+    }
+    // File thread (from an open job): drains `f` from now on.
+    void adopt(std::shared_ptr<SinkFile> f) { files_.push_back(std::move(f)); }
 
 private:
-    std::unique_ptr<WavFileWriter> writer_;
-    std::shared_ptr<const PlaybackRecord> record_;
-    std::filesystem::path timing_;
-    std::uint64_t first_frame_; // frames already in the file when this PREPARE began
+    void run() {
+        std::vector<std::function<void()>> jobs;
+        for (;;) {
+            pollfd pfd{doorbell_.fd(), POLLIN, 0};
+            ::poll(&pfd, 1, -1);
+            doorbell_.consume();
+            bool quit = false;
+            {
+                std::lock_guard lock(mutex_);
+                jobs.assign(std::make_move_iterator(jobs_.begin()), std::make_move_iterator(jobs_.end()));
+                jobs_.clear();
+                quit = quit_;
+            }
+            service_files();
+            for (auto& job : jobs) job();
+            jobs.clear();
+            if (quit) {
+                // The backend is going: every stream has closed (the device outlives none of them).
+                for (auto& f : files_) f->closing.store(true, std::memory_order_release);
+                service_files();
+                return;
+            }
+        }
+    }
+
+    void service_files() {
+        for (auto it = files_.begin(); it != files_.end();) {
+            SinkFile& f = **it;
+            const bool closing = f.closing.load(std::memory_order_acquire); // before the last drain
+            for (;;) {
+                const std::uint64_t head = f.ring.head();
+                const auto region = f.ring.read_region(head, f.ring.used_bytes());
+                if (region.empty()) break;
+                f.writer->write(region);
+                f.ring.commit_read(head + region.size());
+            }
+            if (!closing) {
+                ++it;
+                continue;
+            }
+            close_file(f);
+            it = files_.erase(it);
+        }
+    }
+
+    // Closes the WAV (libsndfile writes its header) and appends one line per run of continuous
+    // playback to the timing sidecar: "first frame,CLOCK_MONOTONIC ns when it was played"; the
+    // frames after it followed at the stream rate. With it, anything logged against
+    // CLOCK_MONOTONIC can be compared with when the audio was really played.
+    void close_file(SinkFile& f) {
+        f.writer.reset();
+        if (const auto lost = f.dropped_frames.load(std::memory_order_relaxed); lost && log_)
+            log_(fmt::format("wav: {} frames not written to disk in time and left out of the file", lost));
+        std::FILE* out = std::fopen(f.timing.c_str(), "a");
+        if (!out) return;
+        std::fprintf(out, "# prepare: rate %u, frames %llu\n", f.record->rate,
+                     static_cast<unsigned long long>(f.record->frames));
+        for (const auto& run : f.record->runs)
+            std::fprintf(out, "%llu,%lld\n", static_cast<unsigned long long>(f.first_frame + run.frames),
+                         static_cast<long long>(run.when));
+        std::fclose(out);
+    }
+
+    const bool inline_;
+    std::function<void(const std::string&)> log_;
+    EventFd doorbell_;
+    std::mutex mutex_;
+    std::deque<std::function<void()>> jobs_;
+    bool quit_ = false;
+    std::vector<std::shared_ptr<SinkFile>> files_; // file thread only
+    std::thread thread_;
+};
+
+namespace {
+
+using SinkFile = WavBackend::SinkFile;
+
+// Device thread: played frames go into the file's ring, for the file thread to write.
+class WavSink final : public FrameSink {
+public:
+    WavSink(std::shared_ptr<SinkFile> f, WavBackend::FileThread& thread) : file_(std::move(f)), thread_(thread) {}
+    ~WavSink() override {
+        file_->closing.store(true, std::memory_order_release);
+        thread_.ring();
+    }
+    void played(std::span<const std::uint8_t> frames) override {
+        const std::size_t fb = file_->record->frame_bytes;
+        const std::size_t n = std::min(frames.size(), file_->ring.free_bytes() / fb * fb);
+        file_->ring.push(frames.first(n));
+        if (n < frames.size()) file_->dropped_frames.fetch_add((frames.size() - n) / fb, std::memory_order_relaxed);
+        thread_.ring();
+    }
+    device::OpenState open_state() override {
+        const int k = file_->open_kind.load(std::memory_order_seq_cst);
+        if (k == device::OpenState::Failed) return {device::OpenState::Failed, file_->open_error};
+        return {static_cast<device::OpenState::Kind>(k), {}};
+    }
+    void set_waker(device::Waker w) override { file_->waker.set(std::move(w)); }
+
+private:
+    std::shared_ptr<SinkFile> file_;
+    WavBackend::FileThread& thread_;
 };
 
 class WavSource final : public FrameSource {
@@ -57,8 +210,18 @@ std::uint64_t wav_frames(const std::filesystem::path& p) {
 } // namespace
 
 WavBackend::WavBackend(const Clock& clock, std::filesystem::path output_dir, std::filesystem::path capture_file,
-                       PacedTiming timing)
-    : clock_(clock), output_dir_(std::move(output_dir)), capture_file_(std::move(capture_file)), timing_(timing) {}
+                       PacedTiming timing, WavIo io, std::function<void(const std::string&)> log)
+    : clock_(clock), output_dir_(std::move(output_dir)), capture_file_(std::move(capture_file)), timing_(timing),
+      files_(std::make_unique<FileThread>(io, std::move(log))) {}
+
+WavBackend::~WavBackend() = default;
+
+void WavBackend::flush() {
+    std::promise<void> done;
+    auto f = done.get_future();
+    files_->post([&] { done.set_value(); });
+    f.wait();
+}
 
 std::filesystem::path WavBackend::output_path(std::uint32_t stream_id) const {
     return output_dir_ / fmt::format("stream-{}.wav", stream_id);
@@ -78,32 +241,25 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
                                                                                const device::StreamFormat& fmt) {
     if (!wav_can_hold(fmt.format)) return Unexpected{fmt::format("WAV cannot hold {} samples", wire::name(fmt.format))};
     if (fmt.direction == wire::Direction::Output) {
-        // A new format starts a new file; the earlier one is kept as stream-N.K.wav (K = 1, 2, ...).
-        const auto path = output_path(stream_id);
-        if (std::filesystem::exists(path) && !WavFileWriter::holds_format(path, fmt.spec())) {
-            for (unsigned k = 1;; ++k) {
-                auto older = output_dir_ / fmt::format("stream-{}.{}.wav", stream_id, k);
-                if (std::filesystem::exists(older)) continue;
-                std::error_code ec;
-                std::filesystem::rename(path, older, ec);
-                if (!ec && std::filesystem::exists(timing_path(stream_id)))
-                    std::filesystem::rename(timing_path(stream_id),
-                                            output_dir_ / fmt::format("stream-{}.{}.timing.csv", stream_id, k), ec);
-                if (ec) return Unexpected{fmt::format("cannot keep {}: {}", path.string(), ec.message())};
-                break;
-            }
-        }
-        const std::uint64_t already = std::filesystem::exists(path) ? wav_frames(path) : 0;
-        auto w = WavFileWriter::open(path, fmt.spec(), true);
-        if (!w) return Unexpected{w.error()};
         auto rec = std::make_shared<PlaybackRecord>(fmt.rate, fmt.frame_bytes(), timing_.rate_ratio, false);
         {
             std::lock_guard lock(mutex_);
             records_[stream_id] = rec;
         }
-        return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(
-            clock_, fmt, timing_,
-            std::make_unique<WavSink>(std::move(w).value(), rec, timing_path(stream_id), already), nullptr, rec));
+        // Room for 2 s of audio (whole frames): what the disk may stall before frames are lost.
+        const std::size_t fb = fmt.frame_bytes();
+        const std::size_t ring = std::max<std::size_t>(std::size_t{fmt.rate} * 2, 4096) * fb;
+        auto file = std::make_shared<SinkFile>(ring, rec);
+        file->timing = timing_path(stream_id);
+        files_->post([this, file, stream_id, spec = fmt.spec()] {
+            auto error = open_output(*file, stream_id, spec);
+            if (error) file->open_error = std::move(*error);
+            else files_->adopt(file);
+            file->open_kind.store(error ? device::OpenState::Failed : device::OpenState::Ready, std::memory_order_seq_cst);
+            file->waker.wake();
+        });
+        return std::unique_ptr<device::BackendStream>(
+            std::make_unique<PacedStream>(clock_, fmt, timing_, std::make_unique<WavSink>(file, *files_), nullptr, rec));
     }
     if (capture_file_.empty()) // no file to capture from: silence, paced like a card
         return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(clock_, fmt, timing_, nullptr, nullptr));
@@ -111,6 +267,30 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
     if (!r) return Unexpected{r.error()};
     return std::unique_ptr<device::BackendStream>(std::make_unique<PacedStream>(
         clock_, fmt, timing_, nullptr, std::make_unique<WavSource>(std::move(r).value(), fmt)));
+}
+
+// File thread: a new format starts a new file; the earlier one is kept as stream-N.K.wav (K = 1,
+// 2, ...). The same format appends.
+std::optional<std::string> WavBackend::open_output(SinkFile& file, std::uint32_t stream_id, const audio::SampleSpec& spec) {
+    const auto path = output_path(stream_id);
+    if (std::filesystem::exists(path) && !WavFileWriter::holds_format(path, spec)) {
+        for (unsigned k = 1;; ++k) {
+            auto older = output_dir_ / fmt::format("stream-{}.{}.wav", stream_id, k);
+            if (std::filesystem::exists(older)) continue;
+            std::error_code ec;
+            std::filesystem::rename(path, older, ec);
+            if (!ec && std::filesystem::exists(timing_path(stream_id)))
+                std::filesystem::rename(timing_path(stream_id),
+                                        output_dir_ / fmt::format("stream-{}.{}.timing.csv", stream_id, k), ec);
+            if (ec) return fmt::format("cannot keep {}: {}", path.string(), ec.message());
+            break;
+        }
+    }
+    file.first_frame = std::filesystem::exists(path) ? wav_frames(path) : 0;
+    auto w = WavFileWriter::open(path, spec, true);
+    if (!w) return w.error();
+    file.writer = std::move(w).value();
+    return std::nullopt;
 }
 
 device::Capabilities WavBackend::capabilities() const {

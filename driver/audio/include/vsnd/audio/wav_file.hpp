@@ -18,6 +18,8 @@ namespace vsnd::audio {
 // Whether a WAV file can hold this format exactly.
 bool wav_can_hold(wire::PcmFormat f);
 
+// Any one thread at a time. Its header is rewritten after every write, so the file is valid at
+// any instant (a reader while it grows, a killed process).
 class WavFileWriter {
 public:
     // Appends when the file exists with the same rate, channels and sample type; starts anew

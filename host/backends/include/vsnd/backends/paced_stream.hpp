@@ -23,11 +23,15 @@ struct PacedTiming {
     std::uint32_t fifo_frames = 0;    // host buffering; 0 = two periods (capture: at least the guest ring)
 };
 
-// Receives played frames (whole frames, in order).
+// Receives played frames (whole frames, in order). Device thread; never blocks (a sink that
+// writes to a disk hands the frames to its own thread). A sink that opens something slow does it
+// on its own thread too and reports it through open_state(), like a BackendStream.
 class FrameSink {
 public:
     virtual ~FrameSink() = default;
     virtual void played(std::span<const std::uint8_t> frames) = 0;
+    virtual device::OpenState open_state() { return {}; }
+    virtual void set_waker(device::Waker) {}
 };
 
 // Supplies captured frames (whole frames, in order).
@@ -73,6 +77,11 @@ public:
                 std::shared_ptr<PlaybackRecord> record = nullptr);
     ~PacedStream() override;
 
+    // The sink's (a paced clock itself opens at once and never needs waking: next_wakeup()).
+    void set_waker(device::Waker w) override {
+        if (sink_) sink_->set_waker(std::move(w));
+    }
+    device::OpenState open_state() override { return sink_ ? sink_->open_state() : device::OpenState{}; }
     void start() override;
     void stop() override;
     std::size_t writable_bytes() override;
