@@ -147,6 +147,12 @@ TEST(WavBackend, StalledDiskNeverStallsTheDevice) {
     ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
     MonotonicClock clock;
     backends::WavBackend backend(clock, dir, {});
+    struct Unstall { // a failed assertion must not leave the file thread (joined by ~WavBackend) stuck
+        std::filesystem::path fifo;
+        ~Unstall() {
+            if (int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK); fd >= 0) ::close(fd);
+        }
+    } unstall{fifo};
     device::SoundDevice dev(device::Topology::standard(2, 0), backend, clock);
     transport::LoopbackTransport t;
     t.publish_config(dev.config(), 0);
