@@ -17,6 +17,7 @@
 // hardware only; neither snd-aloop nor snd-dummy provides them, so that path could not be
 // tested here. Whether the PCM offers them is logged at open.
 #include "vsnd/backends/alsa_backend.hpp"
+#include "vsnd/backends/clock_fallback_stream.hpp"
 #include "vsnd/device/waker_slot.hpp"
 
 #include <alsa/asoundlib.h>
@@ -189,10 +190,7 @@ private:
     void signal_audio_thread() const;
     void log(const std::string& msg) const;
     void notice_events();
-    bool check_failed();          // enters the fallback on the first failure seen
     Nanos start_grace() const { return opts_.start_grace > 0 ? opts_.start_grace : period_ns_; }
-    std::uint64_t fallback_elapsed(Nanos now) const; // frames the paced null stream has run
-    std::uint64_t fallback_frames(Nanos now) const;
 
     // Audio thread.
     std::optional<std::string> open_pcm(); // the reason it failed, if it did
@@ -269,11 +267,6 @@ private:
     device::Position frozen_;       // ... and the position the device saw when it asked for it
     std::uint64_t seen_xruns_ = 0;
     mutable std::atomic<bool> fail_logged_{false};
-    bool fallback_ = false;
-    Nanos fb_since_ = 0;
-    std::uint64_t fb_frames0_ = 0;  // position when the failure was seen
-    std::uint64_t fb_acc_ = 0;      // frames run in earlier start..stop spans since then
-    std::uint64_t fb_bytes_ = 0;    // playback: bytes taken in total; capture: silence bytes delivered
 };
 
 AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup, int wake_fd,
@@ -363,11 +356,6 @@ void AlsaStream::set_waker(device::Waker wake) { waker_.set(std::move(wake)); }
 // device last saw it; the audio thread lets the hardware play at least that far before pausing,
 // so nothing the device has completed as audible is cut.
 void AlsaStream::command(bool run) {
-    if (fallback_) { // the paced null stream holds while stopped
-        const Nanos now = clock_.now();
-        fb_acc_ = fallback_elapsed(now);
-        fb_since_ = now;
-    }
     if (!run && want_) {
         frozen_ = live_position();
         if (frozen_.running) {
@@ -403,42 +391,10 @@ void AlsaStream::notice_events() {
     }
 }
 
-bool AlsaStream::check_failed() {
-    if (fallback_) return true;
-    if (!failed()) return false;
-    // From here on the stream is a clock-paced null stream, so the guest keeps running.
-    fallback_ = true;
-    fb_since_ = clock_.now();
-    const PositionSnapshot s = pos_.load();
-    fb_frames0_ = s.frames;
-    fb_bytes_ = output_ ? ring_->tail() : 0;
-    return true;
-}
-
-std::uint64_t AlsaStream::fallback_elapsed(Nanos now) const {
-    return fb_acc_ + (want_ && now > fb_since_ ? frames_of(now - fb_since_, rate_) : 0);
-}
-
-std::uint64_t AlsaStream::fallback_frames(Nanos now) const {
-    const std::uint64_t paced = fb_frames0_ + fallback_elapsed(now);
-    return output_ ? std::min<std::uint64_t>(paced, fb_bytes_ / fb_) : paced;
-}
-
-std::size_t AlsaStream::writable_bytes() {
-    if (!output_) return 0;
-    if (check_failed()) {
-        const std::uint64_t pending = fb_bytes_ - std::min(fb_bytes_, fallback_frames(clock_.now()) * fb_);
-        return ring_->capacity() - std::min<std::uint64_t>(pending, ring_->capacity());
-    }
-    return ring_->free_bytes();
-}
+std::size_t AlsaStream::writable_bytes() { return output_ ? ring_->free_bytes() : 0; }
 
 void AlsaStream::write(std::span<const std::uint8_t> bytes) {
     if (!output_) return;
-    if (check_failed()) {
-        fb_bytes_ += bytes.size();
-        return;
-    }
     ring_->push(bytes.first(std::min(bytes.size(), ring_->free_bytes())));
     // Dekker with the audio thread's need_data_ store / tail load.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -446,27 +402,16 @@ void AlsaStream::write(std::span<const std::uint8_t> bytes) {
 }
 
 std::size_t AlsaStream::readable_bytes() {
-    if (output_) return 0;
-    std::size_t n = ring_->used_bytes();
-    if (check_failed()) {
-        const std::uint64_t silence = fallback_elapsed(clock_.now()) * fb_;
-        n += static_cast<std::size_t>(silence - std::min(silence, fb_bytes_));
-    }
-    return n;
+    return output_ ? 0 : ring_->used_bytes();
 }
 
 void AlsaStream::read(std::span<std::uint8_t> out) {
     if (output_) return;
-    const std::size_t n = std::min(out.size(), ring_->used_bytes());
-    ring_->pop(out.first(n));
-    if (n < out.size()) { // only after a failure: silence at the nominal rate
-        std::memset(out.data() + n, 0, out.size() - n);
-        fb_bytes_ += out.size() - n;
-    }
+    ring_->pop(out.first(std::min(out.size(), ring_->used_bytes())));
 }
 
 device::Position AlsaStream::position() {
-    if (stop_seq_ && !check_failed()) {
+    if (stop_seq_) {
         if (static_cast<std::int32_t>(ack_seq_.load(std::memory_order_acquire) - stop_seq_) < 0) return frozen_;
         stop_seq_ = 0;
     }
@@ -474,12 +419,6 @@ device::Position AlsaStream::position() {
 }
 
 device::Position AlsaStream::live_position() {
-    if (check_failed()) {
-        const Nanos now = clock_.now();
-        const std::uint64_t f = fallback_frames(now);
-        const bool running = want_ && (!output_ || f < fb_bytes_ / fb_);
-        return {f, now, running};
-    }
     const PositionSnapshot s = pos_.load();
     if (s.running && output_) {
         // Never extrapolate past what ALSA has: the stream is about to underrun.
@@ -492,11 +431,6 @@ device::Position AlsaStream::live_position() {
 std::optional<Nanos> AlsaStream::next_wakeup() {
     notice_events();
     const Nanos now = clock_.now();
-    if (check_failed()) {
-        if (!want_) return std::nullopt;
-        if (output_ && fallback_frames(now) >= fb_bytes_ / fb_) return std::nullopt;
-        return now + period_ns_;
-    }
     if (!want_) return std::nullopt;
     // The audio thread wakes the device whenever room or data appears (set_waker).
     if (waker_.is_set()) return std::nullopt;
@@ -1074,7 +1008,9 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
     } catch (const std::system_error& e) { // no thread: the stream never opened anything
         return R(Unexpected{fmt::format("{}: cannot start the audio thread: {}", pcm_name, e.what())});
     }
-    return R(std::unique_ptr<device::BackendStream>(std::make_unique<AlsaStreamHandle>(std::move(stream), *retired_)));
+    // A PCM that fails later (unplugged, -EBADFD, ...) leaves a clock-paced null stream behind.
+    return R(std::unique_ptr<device::BackendStream>(std::make_unique<ClockFallbackStream>(
+        clock_, fmt, std::make_unique<AlsaStreamHandle>(std::move(stream), *retired_))));
 }
 
 // Audio thread, first thing: opens and configures the PCM, sizes the host buffers. Nothing it

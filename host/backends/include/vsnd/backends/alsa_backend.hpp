@@ -12,9 +12,10 @@
 // least that far first). The audio thread wakes the device loop (set_waker) whenever room, data,
 // a position, an xrun, a failure or an acknowledged command appear, so the loop never polls it.
 // Closing a stream only hands it to its audio thread, which carries out a pending stop, then drops
-// and closes the PCM; the backend joins the thread later (before the same PCM opens again, which
-// waits for that close). Still on the device thread: open (snd_pcm_open, hw/sw params, thread
-// start). The backend must outlive its streams.
+// and closes the PCM; the backend joins the thread later, once it has finished. Opening too runs on the audio thread (snd_pcm_open, hw/sw params,
+// prepare; after any stream still closing has let go of its PCM): open() only checks the format,
+// creates the eventfd and starts the thread, and the stream is Opening (device::OpenState) until
+// the PCM is ready or has failed. The backend must outlive its streams.
 //
 // Sizing. The host period follows the guest's (never above it, at least AlsaOptions::min_period)
 // and playback keeps at most `periods` host periods queued in ALSA plus one in the ring, together
@@ -44,9 +45,10 @@
 // position and the drop (microseconds) can be heard twice.
 //
 // Failure. An error that prepare/resume cannot fix (-ENODEV after unplug, -EBADFD, -EIO, ...) sets
-// failed(), is logged once from the device thread, and turns the stream into a clock-paced null
-// stream (playback frames are discarded at the nominal rate, capture delivers silence), so pending
-// messages still complete and the guest never hangs; nothing throws, nothing exits.
+// failed() and is logged once from the device thread; open() wraps every stream in a
+// ClockFallbackStream, which from then on is a clock-paced null stream (playback frames are
+// discarded at the nominal rate, capture delivers silence), so pending messages still complete and
+// the guest never hangs; nothing throws, nothing exits.
 #pragma once
 
 #include "vsnd/timing/clock.hpp"
@@ -75,8 +77,8 @@ struct AlsaOptions {
     int rt_priority = 0;                  // > 0: SCHED_FIFO priority of the audio threads
     std::string capture_device;           // capture PCM if different from the playback one
     std::map<std::uint32_t, std::string> stream_devices; // PCM of one stream, overriding both
-    // Default: stderr. Called from the device thread and, for a stream's last line (a failure or
-    // xrun nobody asked about yet) at close, from that stream's audio thread: must be thread-safe.
+    // Default: stderr. Called from the device thread and from audio threads (the geometry line at
+    // open; a failure or xrun nobody asked about yet at close): must be thread-safe.
     std::function<void(const std::string&)> log;
 };
 
