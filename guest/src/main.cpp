@@ -18,11 +18,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include "audio_format.hpp"
-#include "vsnd/timing/playback_clock.hpp"
 #include "host_clock.hpp"
 #include "pcm.hpp"
-#include "wav.hpp"
+#include "vsnd/audio/alsa_format.hpp"
+#include "vsnd/audio/sample_spec.hpp"
+#include "vsnd/audio/test_signal.hpp"
+#include "vsnd/audio/wav_file.hpp"
+#include "vsnd/timing/playback_clock.hpp"
 
 namespace vsnd::guest {
 namespace {
@@ -197,15 +199,34 @@ private:
     std::thread thread_;
 };
 
-StreamFormat stream_format(const Options& o) {
-    StreamFormat f;
-    f.format = *parse_format(o.format);  // validated by CLI11
-    f.rate = o.rate;
-    f.channels = o.channels;
-    return f;
+// The project's format names ("S16", "FLOAT", case-insensitive), also spelled as ALSA does for
+// little-endian ("S16_LE", "FLOAT_LE").
+std::optional<wire::PcmFormat> parse_sample_format(std::string name) {
+    if (name.size() > 3 && (name.ends_with("_LE") || name.ends_with("_le"))) name.resize(name.size() - 3);
+    return audio::parse_format(name);
 }
 
-PcmConfig pcm_config(const Options& o, snd_pcm_stream_t stream, const StreamFormat& fmt) {
+audio::SampleSpec stream_format(const Options& o) {
+    return {*parse_sample_format(o.format), o.rate, static_cast<std::uint8_t>(o.channels)}; // validated by CLI11
+}
+
+std::vector<std::uint8_t> make_signal(const Options& o, const audio::SampleSpec& fmt, std::uint64_t frames) {
+    const audio::SignalKind kind = *audio::parse_signal(o.signal); // validated by CLI11
+    if (!audio::signal_supports(kind, fmt.format))
+        throw std::runtime_error(o.signal + " cannot be made in " + std::string(wire::name(fmt.format)));
+    std::vector<std::uint8_t> data(frames * fmt.frame_bytes());
+    audio::fill_signal(kind, fmt, data, 0);
+    return data;
+}
+
+// Throws std::runtime_error: the agent's one error line.
+void write_wav(const std::string& path, const audio::SampleSpec& fmt, std::span<const std::uint8_t> data) {
+    auto w = audio::WavFileWriter::open(path, fmt, false);
+    if (!w) throw std::runtime_error(w.error());
+    (*w)->write(data);
+}
+
+PcmConfig pcm_config(const Options& o, snd_pcm_stream_t stream, const audio::SampleSpec& fmt) {
     PcmConfig c;
     c.device = o.device;
     c.stream = stream;
@@ -223,7 +244,7 @@ std::uint64_t requested_frames(const Options& o, unsigned rate) {
 void print_setup(const char* mode, const Pcm& pcm, std::uint64_t frames) {
     const PcmConfig& c = pcm.config();
     std::printf("%s: device=%s format=%s rate=%u channels=%u period=%lu buffer=%lu frames=%" PRIu64 "\n", mode,
-                c.device.c_str(), format_name(c.format.format), c.format.rate, c.format.channels,
+                c.device.c_str(), std::string(wire::name(c.format.format)).c_str(), c.format.rate, c.format.channels,
                 static_cast<unsigned long>(pcm.period()), static_cast<unsigned long>(pcm.buffer()), frames);
 }
 
@@ -233,15 +254,17 @@ double seconds_between(std::uint64_t a_ns, std::uint64_t b_ns) {
 
 // play and pause modes
 void play(const Options& o, EventLog& log, bool with_pause) {
-    StreamFormat fmt;
-    std::vector<std::byte> data;
+    audio::SampleSpec fmt;
+    std::vector<std::uint8_t> data;
     if (!o.wav_in.empty()) {
-        WavData wav = read_wav(o.wav_in);
-        fmt = wav.format;
-        data = std::move(wav.samples);
+        auto wav = audio::WavFileReader::open(o.wav_in);
+        if (!wav) throw std::runtime_error(wav.error());
+        if (!(*wav)->format()) throw std::runtime_error(o.wav_in + ": sample type not U8, S16, 24-bit, S32 or float");
+        fmt = {*(*wav)->format(), (*wav)->rate(), static_cast<std::uint8_t>((*wav)->channels())};
+        data = (*wav)->read_all(fmt);
     } else {
         fmt = stream_format(o);
-        data = generate_signal(*parse_signal(o.signal), fmt, 0, requested_frames(o, fmt.rate));
+        data = make_signal(o, fmt, requested_frames(o, fmt.rate));
     }
     const std::size_t fb = fmt.frame_bytes();
     const std::uint64_t signal_frames = data.size() / fb;
@@ -333,10 +356,10 @@ void play(const Options& o, EventLog& log, bool with_pause) {
 }
 
 void record(const Options& o, EventLog& log) {
-    const StreamFormat fmt = stream_format(o);
+    const audio::SampleSpec fmt = stream_format(o);
     const std::size_t fb = fmt.frame_bytes();
     const std::uint64_t total = requested_frames(o, fmt.rate);
-    std::vector<std::byte> data(total * fb);
+    std::vector<std::uint8_t> data(total * fb);
 
     Pcm pcm(pcm_config(o, SND_PCM_STREAM_CAPTURE, fmt));
     print_setup("record", pcm, total);
@@ -362,9 +385,8 @@ void record(const Options& o, EventLog& log) {
 
 // open / prepare / pre-fill / start / write one more period / stop / close, N times
 void cycles(const Options& o, EventLog& log) {
-    const StreamFormat fmt = stream_format(o);
+    const audio::SampleSpec fmt = stream_format(o);
     const std::size_t fb = fmt.frame_bytes();
-    const SignalKind kind = *parse_signal(o.signal);
     std::vector<double> ms;
     ms.reserve(o.cycles);
     const std::uint64_t t_begin = monotonic_ns();
@@ -373,7 +395,7 @@ void cycles(const Options& o, EventLog& log) {
         Pcm pcm(pcm_config(o, SND_PCM_STREAM_PLAYBACK, fmt));
         if (i == 0) print_setup("cycles", pcm, pcm.buffer() + pcm.period());
         const std::uint64_t frames = pcm.buffer() + pcm.period();
-        const std::vector<std::byte> data = generate_signal(kind, fmt, 0, frames);
+        const std::vector<std::uint8_t> data = make_signal(o, fmt, frames);
         pcm.prepare();
         pcm.write(data.data(), pcm.buffer());
         pcm.start();
@@ -485,15 +507,21 @@ int main(int argc, char** argv) {
         sc->add_option("-D,--device", o.device, "ALSA PCM")->capture_default_str();
         sc->add_option("--rate", o.rate, "frames per second")->capture_default_str()->check(CLI::Range(1u, 768000u));
         sc->add_option("--channels", o.channels, "channels")->capture_default_str()->check(CLI::Range(1u, 64u));
-        sc->add_option("--format", o.format, "sample format")
+        sc->add_option("--format", o.format, "sample format: S16, S24 (24 bits in 32), S32, FLOAT, ... (also S16_LE, ...)")
             ->capture_default_str()
-            ->check(CLI::IsMember(std::vector<std::string>{"S16_LE", "S24_LE", "S32_LE", "FLOAT_LE"}));
+            ->check([](const std::string& v) -> std::string {
+                const auto f = parse_sample_format(v);
+                if (!f) return "unknown sample format " + v;
+                if (!vsnd::audio::alsa_format(*f)) return v + " has no ALSA equivalent";
+                return {};
+            });
         sc->add_option("--period", o.period, "period size in frames")->capture_default_str()->check(CLI::PositiveNumber);
         sc->add_option("--periods", o.periods, "periods per buffer")->capture_default_str()->check(CLI::Range(2u, 1024u));
         sc->add_option("--log", o.log_path, "write the CSV event log to this file");
-        sc->add_option("--signal", o.signal, "test signal: sine (1000+500*ch Hz, -6 dBFS), ramp (frame counter), silence")
+        sc->add_option("--signal", o.signal,
+                       "signal: test (the project's bit-exact test signal), sine (1000+500*ch Hz, -6 dBFS), silence")
             ->capture_default_str()
-            ->check(CLI::IsMember(std::vector<std::string>{"sine", "ramp", "silence"}));
+            ->check(CLI::IsMember(std::vector<std::string>{"test", "sine", "silence"}));
         sc->add_option("--host-clock", o.host_clock,
                        "log the host's CLOCK_MONOTONIC next to every row (host_ns): 'auto' = the ivshmem-plain "
                        "device of run-vm --host-clock, or a sysfs PCI device dir / a file holding the page");

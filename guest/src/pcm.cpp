@@ -1,4 +1,6 @@
 #include "pcm.hpp"
+
+#include "vsnd/audio/alsa_format.hpp"
 #include "vsnd/timing/clock.hpp"
 
 #include <cerrno>
@@ -57,12 +59,13 @@ void Pcm::configure() {
     snd_pcm_hw_params_t* hw_raw = nullptr;
     check(snd_pcm_hw_params_malloc(&hw_raw), "snd_pcm_hw_params_malloc");
     std::unique_ptr<snd_pcm_hw_params_t, decltype(&snd_pcm_hw_params_free)> hw(hw_raw, &snd_pcm_hw_params_free);
-    const StreamFormat& f = cfg_.format;
+    const audio::SampleSpec& f = cfg_.format;
     check(snd_pcm_hw_params_any(pcm_, hw.get()), "snd_pcm_hw_params_any");
     check(snd_pcm_hw_params_set_rate_resample(pcm_, hw.get(), 0), "disable resampling");
     check(snd_pcm_hw_params_set_access(pcm_, hw.get(), SND_PCM_ACCESS_RW_INTERLEAVED), "set access RW_INTERLEAVED");
-    check(snd_pcm_hw_params_set_format(pcm_, hw.get(), to_alsa(f.format)),
-          std::string("set format ") + format_name(f.format));
+    const auto alsa = audio::alsa_format(f.format);
+    if (!alsa) throw AlsaError(std::string("no ALSA format for ") + std::string(wire::name(f.format)));
+    check(snd_pcm_hw_params_set_format(pcm_, hw.get(), *alsa), std::string("set format ") + snd_pcm_format_name(*alsa));
     check(snd_pcm_hw_params_set_channels(pcm_, hw.get(), f.channels), "set channels " + std::to_string(f.channels));
     check(snd_pcm_hw_params_set_rate(pcm_, hw.get(), f.rate, 0), "set rate " + std::to_string(f.rate));
     check(snd_pcm_hw_params_set_period_size(pcm_, hw.get(), cfg_.period, 0),
@@ -139,7 +142,7 @@ PcmStatus Pcm::status() {
     return r;
 }
 
-void Pcm::write(const std::byte* data, snd_pcm_uframes_t frames) {
+void Pcm::write(const std::uint8_t* data, snd_pcm_uframes_t frames) {
     while (frames > 0) {
         const snd_pcm_sframes_t n = snd_pcm_writei(pcm_, data, frames);
         if (n == -EINTR) continue;
@@ -149,7 +152,7 @@ void Pcm::write(const std::byte* data, snd_pcm_uframes_t frames) {
     }
 }
 
-void Pcm::read(std::byte* data, snd_pcm_uframes_t frames) {
+void Pcm::read(std::uint8_t* data, snd_pcm_uframes_t frames) {
     while (frames > 0) {
         const snd_pcm_sframes_t n = snd_pcm_readi(pcm_, data, frames);
         if (n == -EINTR) continue;

@@ -8,7 +8,7 @@
 
 #include <alsa/asoundlib.h>
 
-#include "audio_format.hpp"
+#include "vsnd/audio/sample_spec.hpp"
 
 namespace vsnd::guest {
 
@@ -20,7 +20,7 @@ public:
 struct PcmConfig {
     std::string device = "hw:0,0";
     snd_pcm_stream_t stream = SND_PCM_STREAM_PLAYBACK;
-    StreamFormat format;
+    audio::SampleSpec format;
     snd_pcm_uframes_t period = 1024;
     unsigned periods = 4;
 };
@@ -74,8 +74,8 @@ public:
     [[nodiscard]] PcmStatus status();
 
     // Blocking transfers of exactly `frames` frames; xruns and every other error throw.
-    void write(const std::byte* data, snd_pcm_uframes_t frames);
-    void read(std::byte* data, snd_pcm_uframes_t frames);
+    void write(const std::uint8_t* data, snd_pcm_uframes_t frames);
+    void read(std::uint8_t* data, snd_pcm_uframes_t frames);
 
 private:
     void configure();

@@ -68,7 +68,7 @@ class Env:
 
 
 def agent_play(args, out_wav, mode="play"):
-    return f"vsnd-guest-agent {mode} --signal ramp {args} --out-wav {out_wav}"
+    return f"vsnd-guest-agent {mode} --signal test {args} --out-wav {out_wav}"
 
 
 # ---- cases ---------------------------------------------------------------------------------------

@@ -103,9 +103,12 @@ Expected<std::unique_ptr<WavFileReader>, std::string> WavFileReader::open(const 
     SF_INFO info{};
     SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
     if (!f) return Unexpected{fmt::format("{}: {}", path.string(), sf_strerror(nullptr))};
+    std::optional<PcmFormat> format;
+    for (PcmFormat candidate : {PcmFormat::U8, PcmFormat::S16, PcmFormat::S24, PcmFormat::S32, PcmFormat::Float})
+        if (wav_subtype(candidate) == (info.format & SF_FORMAT_SUBMASK)) format = candidate;
     return std::unique_ptr<WavFileReader>(new WavFileReader(f, static_cast<unsigned>(info.channels),
                                                             static_cast<std::uint32_t>(info.samplerate),
-                                                            static_cast<std::uint64_t>(info.frames)));
+                                                            static_cast<std::uint64_t>(info.frames), format));
 }
 
 WavFileReader::~WavFileReader() { sf_close(file_); }

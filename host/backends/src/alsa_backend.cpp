@@ -17,6 +17,7 @@
 // hardware only; neither snd-aloop nor snd-dummy provides them, so that path could not be
 // tested here. Whether the PCM offers them is logged at open.
 #include "vsnd/backends/alsa_backend.hpp"
+#include "vsnd/audio/alsa_format.hpp"
 #include "vsnd/backends/clock_fallback_stream.hpp"
 #include "vsnd/device/waker_slot.hpp"
 
@@ -92,37 +93,7 @@ Nanos mono_now() { return MonotonicClock{}.now(); }
 Nanos to_nanos(const snd_htimestamp_t& ts) { return Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec; }
 
 
-std::optional<snd_pcm_format_t> alsa_format(wire::PcmFormat f) {
-    using F = wire::PcmFormat;
-    switch (f) {
-    case F::MuLaw: return SND_PCM_FORMAT_MU_LAW;
-    case F::ALaw: return SND_PCM_FORMAT_A_LAW;
-    case F::S8: return SND_PCM_FORMAT_S8;
-    case F::U8: return SND_PCM_FORMAT_U8;
-    case F::S16: return SND_PCM_FORMAT_S16_LE;
-    case F::U16: return SND_PCM_FORMAT_U16_LE;
-    case F::S18_3: return SND_PCM_FORMAT_S18_3LE;
-    case F::U18_3: return SND_PCM_FORMAT_U18_3LE;
-    case F::S20_3: return SND_PCM_FORMAT_S20_3LE;
-    case F::U20_3: return SND_PCM_FORMAT_U20_3LE;
-    case F::S24_3: return SND_PCM_FORMAT_S24_3LE;
-    case F::U24_3: return SND_PCM_FORMAT_U24_3LE;
-    case F::S20: return SND_PCM_FORMAT_S20_LE;
-    case F::U20: return SND_PCM_FORMAT_U20_LE;
-    case F::S24: return SND_PCM_FORMAT_S24_LE;
-    case F::U24: return SND_PCM_FORMAT_U24_LE;
-    case F::S32: return SND_PCM_FORMAT_S32_LE;
-    case F::U32: return SND_PCM_FORMAT_U32_LE;
-    case F::Float: return SND_PCM_FORMAT_FLOAT_LE;
-    case F::Float64: return SND_PCM_FORMAT_FLOAT64_LE;
-    case F::DsdU8: return SND_PCM_FORMAT_DSD_U8;
-    case F::DsdU16: return SND_PCM_FORMAT_DSD_U16_LE;
-    case F::DsdU32: return SND_PCM_FORMAT_DSD_U32_LE;
-    case F::Iec958Subframe: return SND_PCM_FORMAT_IEC958_SUBFRAME_LE;
-    case F::ImaAdpcm: return std::nullopt;
-    }
-    return std::nullopt;
-}
+using audio::alsa_format;
 
 std::uint32_t frames_of(Nanos ns, std::uint32_t rate) {
     return static_cast<std::uint32_t>(static_cast<__int128>(ns) * rate / kNanosPerSecond);

@@ -6,6 +6,7 @@
 #include "vsnd/expected.hpp"
 
 #include <filesystem>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,6 +45,8 @@ public:
     unsigned channels() const { return channels_; }
     std::uint32_t rate() const { return rate_; }
     std::uint64_t frames() const { return frames_; }
+    // The file's own sample type, when it is one of ours (U8, S16, 24-bit, S32, float).
+    std::optional<wire::PcmFormat> format() const { return format_; }
     // Reads whole frames in `fmt` (its channels taken from the file's round-robin); frames past
     // the end are silence. Returns how many came from the file.
     std::size_t read(std::span<std::uint8_t> out, const SampleSpec& fmt);
@@ -51,12 +54,13 @@ public:
     std::vector<std::uint8_t> read_all(const SampleSpec& fmt);
 
 private:
-    WavFileReader(SNDFILE* f, unsigned ch, std::uint32_t rate, std::uint64_t frames)
-        : file_(f), channels_(ch), rate_(rate), frames_(frames) {}
+    WavFileReader(SNDFILE* f, unsigned ch, std::uint32_t rate, std::uint64_t frames, std::optional<wire::PcmFormat> format)
+        : file_(f), channels_(ch), rate_(rate), frames_(frames), format_(format) {}
     SNDFILE* file_;
     unsigned channels_;
     std::uint32_t rate_;
     std::uint64_t frames_;
+    std::optional<wire::PcmFormat> format_;
     std::vector<std::int32_t> ints_;
     std::vector<float> floats_;
 };
