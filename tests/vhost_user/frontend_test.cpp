@@ -226,6 +226,17 @@ TEST(VhostUserFrontend, FrontEndNoticesTheBackendGoing) {
     rig.stop();
     for (int i = 0; i < 10 && (*fe)->wait_interrupt(kNanosPerSecond);) ++i; // interrupts still pending
     EXPECT_TRUE((*fe)->backend_gone());
+    // A blocking request to a device that has gone fails at once, without spinning out the 1 s
+    // message timeout.
+    const Nanos t0 = clock.now();
+    const auto r = drv.stream(0).set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0});
+    EXPECT_FALSE(r);
+    if (!r) {
+        EXPECT_NE(r.error().message.find("the device has gone"), std::string::npos) << r.error().message;
+    }
+    EXPECT_LT(clock.now() - t0, 100'000'000);
+    EXPECT_FALSE(drv.wait(kNanosPerSecond));
+    EXPECT_LT(clock.now() - t0, 200'000'000) << "wait() does not wait for a device that has gone";
     EXPECT_FALSE((*fe)->stop());
 }
 

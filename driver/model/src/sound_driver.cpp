@@ -75,14 +75,17 @@ std::optional<Nanos> SoundDriver::next_timeout() const {
 }
 
 void SoundDriver::expire(Nanos now) {
+    // A device that can never answer (its connection closed) fails every request at once.
+    const bool gone = transport_.device_gone();
     std::vector<std::pair<ControlDone, std::string>> late;
     for (auto& [token, c] : controls_)
-        if (c.done && c.deadline <= now) {
+        if (c.done && (gone || c.deadline <= now)) {
             late.emplace_back(std::move(c.done), c.what);
             c.done = nullptr; // the entry (and its buffer) stays until the device returns it
         }
     // After the scan: a callback may queue new requests.
-    for (auto& [done, what] : late) done(Result(Unexpected{error(what + ": no answer within the message timeout")}), {});
+    const char* why = gone ? ": the device has gone" : ": no answer within the message timeout";
+    for (auto& [done, what] : late) done(Result(Unexpected{error(what + why)}), {});
 }
 
 Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std::uint8_t> response) {
@@ -97,7 +100,7 @@ Result SoundDriver::control(std::span<const std::uint8_t> request, std::span<std
         if (outcome) break;
         const auto deadline = next_timeout();
         const Nanos now = clock_.now();
-        if (!deadline || *deadline <= now) {
+        if (!deadline || *deadline <= now || transport_.device_gone()) {
             expire(now);
             continue;
         }
@@ -233,7 +236,7 @@ bool SoundDriver::wait(Nanos timeout) {
     if (process_interrupts() > 0) return true;
     // An interrupt may announce entries an earlier pass already handled: keep waiting.
     const Nanos deadline = clock_.now() + timeout;
-    for (Nanos left = timeout; left > 0; left = deadline - clock_.now()) {
+    for (Nanos left = timeout; left > 0 && !transport_.device_gone(); left = deadline - clock_.now()) {
         transport_.wait_interrupt(left);
         if (process_interrupts() > 0) return true;
     }

@@ -20,6 +20,7 @@
 #include "vsnd/audio/alsa_format.hpp"
 #include "vsnd/backends/clock_fallback_stream.hpp"
 #include "vsnd/device/waker_slot.hpp"
+#include "vsnd/timing/playback_clock.hpp"
 
 #include <alsa/asoundlib.h>
 #include <fmt/format.h>
@@ -82,6 +83,7 @@ using alsa_detail::PositionSnapshot;
 constexpr double kLeak = 0.005;                  // smoothing: how fast the start-time line may rise
 constexpr Nanos kStampSanity = kNanosPerSecond;  // an htstamp this far from now is not MONOTONIC
 constexpr unsigned kMaxPollFds = 8;
+constexpr std::uint64_t kRateUpdates = 64;       // DLL updates before its rate is reported
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
               std::atomic<std::uint32_t>::is_always_lock_free);
@@ -205,11 +207,13 @@ private:
     std::array<char, 512> open_msg_{}; // Failed: why; written before open_kind_ is released
     std::atomic<std::uint32_t> cmd_seq_{0}, ack_seq_{0};
     std::atomic<bool> want_running_{false}, quit_{false}, closed_{false};
+    std::atomic<std::uint64_t> stop_target_{0}; // published before cmd_seq_ (release)
     std::atomic<bool> need_data_{false};
     std::atomic<std::uint64_t> xruns_{0};
     std::atomic<bool> failed_{false};
     std::array<char, 256> fail_msg_{}; // written before failed_ is released
     alsa_detail::SeqlockPosition pos_;
+    std::atomic<double> rate_ratio_{1.0};             // a hint: relaxed is enough
     device::WakerSlot waker_;
 
     // Audio thread only.
@@ -222,6 +226,7 @@ private:
     std::uint64_t seen_tail_ = 0;   // playback: ring tail at the last look ...
     Nanos last_arrival_ = 0;        // ... and when it last grew (start grace counts from there)
     PositionSnapshot last_;         // the last published position
+    timing::PlaybackClock rate_dll_;
     bool overflow_ = false;         // capture: dropping frames for lack of room
     bool have_base_ = false;
     double base_ = 0;               // smoothing: start time of the current run's line (ns)
@@ -244,7 +249,7 @@ AlsaStream::AlsaStream(const Clock& clock, const AlsaOptions& opts, Setup setup,
                        std::vector<std::shared_ptr<AlsaStream>> predecessors)
     : clock_(clock), opts_(opts), output_(setup.fmt.direction == wire::Direction::Output),
       fb_(setup.fmt.frame_bytes()), rate_(setup.fmt.rate), wake_fd_(wake_fd), predecessors_(std::move(predecessors)),
-      setup_(std::move(setup)) {}
+      setup_(std::move(setup)), rate_dll_(std::max(1u, rate_)) {}
 
 void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
     // The thread keeps the stream alive: after the device has let go of it, the thread still
@@ -336,6 +341,8 @@ void AlsaStream::command(bool run) {
             frozen_.running = false;
         }
     }
+    // The frames the device saw as audible when it asked: the audio thread plays at least this far.
+    if (!run) stop_target_.store(want_ ? frozen_.frames : 0, std::memory_order_relaxed);
     want_ = run;
     want_running_.store(run, std::memory_order_release);
     const std::uint32_t seq = cmd_seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -396,7 +403,7 @@ device::Position AlsaStream::live_position() {
         const Nanos to_limit = nanos_of(s.limit - std::min(s.limit, s.frames), rate_);
         if (clock_.now() - s.when > to_limit) return {std::max(s.limit, s.frames), s.when + to_limit, false};
     }
-    return {s.frames, s.when, s.running};
+    return {s.frames, s.when, s.running, rate_ratio_.load(std::memory_order_relaxed)};
 }
 
 std::optional<Nanos> AlsaStream::next_wakeup() {
@@ -431,6 +438,13 @@ void AlsaStream::publish(std::uint64_t frames, Nanos stamp, bool running) {
     }
     last_ = {frames, when, output_ ? alsa_frames_ : frames, mono_now(), running};
     pos_.store(last_);
+    // The card's rate against CLOCK_MONOTONIC, from the raw samples through a slow DLL; reported
+    // once locked and only while plausible for a crystal (±1000 ppm), else nominal.
+    if (running) rate_dll_.update(static_cast<double>(frames), stamp);
+    else if (rate_dll_.valid()) rate_dll_.pause(stamp);
+    const double r = rate_dll_.rate() / rate_;
+    const bool plausible = rate_dll_.updates() >= kRateUpdates && std::abs(r - 1.0) < 1e-3;
+    rate_ratio_.store(plausible ? r : 1.0, std::memory_order_relaxed);
 }
 
 void AlsaStream::fail(long err, const char* what) {
@@ -536,13 +550,12 @@ void AlsaStream::pause_pcm() {
     if (failed_.load(std::memory_order_relaxed) || hw_ != Hw::Running) return;
     if (output_) {
         // The device may already have completed frames our (smoothed, extrapolated) position
-        // calls audible but the hardware pointer has not passed yet (it moves in steps). Let the
-        // hardware get there before stopping, or those frames would never be heard: a drain
-        // followed by STOP and RELEASE would cut them. Bounded by two host periods.
+        // called audible when it asked for the stop, but the hardware pointer has not passed yet
+        // (it moves in steps). Let the hardware get there before stopping, or those frames would
+        // never be heard: a drain followed by STOP and RELEASE would cut them. Bounded by two host
+        // periods (the most a position can lead the pointer by) and 20 ms.
         const Nanos now = mono_now();
-        const double ahead = last_.running ? static_cast<double>(now - last_.when) * rate_ / 1e9 : 0.0;
-        const std::uint64_t claimed =
-            std::min<std::uint64_t>(alsa_frames_, last_.frames + static_cast<std::uint64_t>(std::max(0.0, ahead)));
+        const std::uint64_t claimed = std::min<std::uint64_t>(alsa_frames_, stop_target_.load(std::memory_order_relaxed));
         const Nanos until = now + std::min<Nanos>(2 * period_ns_, 20'000'000);
         while (played_ < claimed && hw_ == Hw::Running && !failed_.load(std::memory_order_relaxed) && mono_now() < until) {
             const timespec nap{0, 250'000};

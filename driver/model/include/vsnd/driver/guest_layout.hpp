@@ -72,7 +72,8 @@ public:
         const std::uint64_t a = align ? align : 1;
         for (auto it = free_.begin(); it != free_.end(); ++it) {
             const std::uint64_t start = it->first, size = it->second;
-            const std::uint64_t at = GuestLayout::align_up(start, a);
+            // Aligned in guest-physical terms (what a device or IOMMU sees), not just as an offset.
+            const std::uint64_t at = GuestLayout::align_up(gpa_ + start, a) - gpa_;
             if (at - start >= size || bytes > size - (at - start)) continue;
             const std::uint64_t tail = start + size - (at + bytes);
             free_.erase(it);

@@ -67,7 +67,8 @@ public:
     Result control_async(std::span<const std::uint8_t> request, std::size_t response_bytes, ControlDone done);
     // The earliest deadline of a pending control request.
     std::optional<Nanos> next_timeout() const;
-    // Fails (with a timeout) every pending request whose deadline is not after `now`.
+    // Fails (with a timeout) every pending request whose deadline is not after `now`, and every
+    // pending request once the transport reports device_gone().
     void expire(Nanos now);
     std::size_t controls_pending() const { return controls_.size(); }
     // Blocking: sends one control request and waits for the answer; `response` receives the

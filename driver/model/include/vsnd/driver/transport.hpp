@@ -38,6 +38,9 @@ public:
     // readable, call clear_interrupt() and then SoundDriver::process_interrupts().
     virtual int interrupt_fd() { return -1; }
     virtual void clear_interrupt() {}
+    // True once the device can never answer again (a vhost-user back-end that closed its
+    // connection): the driver then fails what is pending at once instead of waiting it out.
+    virtual bool device_gone() const { return false; }
 };
 
 } // namespace vsnd::driver

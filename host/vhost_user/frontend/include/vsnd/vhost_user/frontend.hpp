@@ -56,6 +56,7 @@ public:
     std::uint64_t backend_features() const { return backend_features_; }
     std::uint64_t protocol_features() const { return protocol_features_; }
     bool backend_gone() const { return backend_gone_; }
+    bool device_gone() const override { return backend_gone_; }
     const std::string& last_error() const { return last_error_; }
 
 private:
