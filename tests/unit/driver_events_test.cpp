@@ -50,6 +50,24 @@ struct HandRig {
     }
 };
 
+// Alignment is of the guest-physical address (what the device sees), also when the region itself
+// does not start aligned; released buffers are reused.
+TEST(DmaAllocator, AlignsGuestPhysicalAddresses) {
+    std::vector<std::uint8_t> mem(8192);
+    driver::DmaAllocator a(0x10010, mem.data(), 0, mem.size());
+    auto b1 = a.allocate(100, 64);
+    ASSERT_TRUE(b1);
+    EXPECT_EQ(b1->gpa % 64, 0u);
+    EXPECT_EQ(b1->host - mem.data(), static_cast<std::ptrdiff_t>(b1->gpa - 0x10010));
+    auto b2 = a.allocate(10, 4096);
+    ASSERT_TRUE(b2);
+    EXPECT_EQ(b2->gpa % 4096, 0u);
+    a.release(*b1);
+    auto b3 = a.allocate(100, 64);
+    ASSERT_TRUE(b3);
+    EXPECT_EQ(b3->gpa, b1->gpa) << "the released buffer is reused";
+}
+
 TEST(DriverEvents, LateAnswerNeverReachesALaterRequest) {
     HandRig rig;
     int first_calls = 0, second_calls = 0;
