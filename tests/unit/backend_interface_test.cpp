@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <chrono>
 #include <thread>
 
@@ -239,6 +240,54 @@ TEST(BackendInterface, PrepareTimesOutBeforeTheGuestDoes) {
     EXPECT_GE(run.prepare_answered, device::SoundDevice::kOpenTimeout);
     EXPECT_LT(run.prepare_answered, device::SoundDevice::kOpenTimeout + 1'250'000);
     EXPECT_LT(device::SoundDevice::kOpenTimeout, driver::SoundDriver::Options{}.msg_timeout);
+}
+
+// Two PREPAREs sent together, each backend taking 600 ms: the second waited behind the first, so
+// it gets only what is left of the 750 ms (the guest's timeout runs from when it sent it), and
+// its stream, left without a backend, refuses START instead of crashing the device.
+TEST(BackendInterface, RequestsQueuedBehindASlowPrepareShareItsTimeout) {
+    SimulatedClock clock;
+    GatedBackend backend(clock, 600'000'000, false);
+    device::SoundDevice dev(device::Topology::standard(2, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::SimulatedLink link(t, dev, clock);
+    driver::SoundDriver drv(link, clock);
+    ASSERT_TRUE(drv.probe());
+    for (unsigned i = 0; i < 2; ++i) ASSERT_TRUE(drv.stream(i).set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    const Nanos t0 = clock.now();
+    Nanos answered[2] = {-1, -1};
+    bool ok[2] = {false, false};
+    for (unsigned i = 0; i < 2; ++i) {
+        const auto req = wire::encode(wire::PcmHeader{wire::Code::PcmPrepare, i});
+        ASSERT_TRUE(drv.control_async(req, 0, [&, i](const driver::Result& r, std::span<const std::uint8_t>) {
+            answered[i] = clock.now() - t0;
+            ok[i] = r.has_value();
+        }));
+    }
+    for (int i = 0; i < 8000 && answered[1] < 0; ++i) {
+        link.run_until(clock.now() + 250'000);
+        drv.on_interrupt();
+        drv.expire(clock.now());
+    }
+    EXPECT_TRUE(ok[0]);
+    EXPECT_GE(answered[0], 600'000'000);
+    EXPECT_FALSE(ok[1]) << "IO_ERR";
+    EXPECT_LT(answered[1], device::SoundDevice::kOpenTimeout + 1'250'000) << "not 600 + 750 ms";
+    EXPECT_LT(answered[1], driver::SoundDriver::Options{}.msg_timeout);
+    // Stream 1 has no backend now: START is refused (its state went back to "parameters set").
+    const auto start = wire::encode(wire::PcmHeader{wire::Code::PcmStart, 1});
+    std::optional<wire::Status> start_status;
+    ASSERT_TRUE(drv.control_async(start, 0, [&](const driver::Result& r, std::span<const std::uint8_t>) {
+        start_status = r ? wire::Status::Ok : r.error().status;
+    }));
+    for (int i = 0; i < 100 && !start_status; ++i) {
+        link.run_until(clock.now() + 250'000);
+        drv.on_interrupt();
+    }
+    ASSERT_TRUE(start_status);
+    EXPECT_EQ(*start_status, wire::Status::BadMsg);
+    EXPECT_EQ(dev.stats(1).state, device::PcmState::ParamsSet);
 }
 
 TEST(BackendInterface, CapabilitiesNarrowTheTopology) {

@@ -255,8 +255,19 @@ void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
     // The thread keeps the stream alive: after the device has let go of it, the thread still
     // finishes opening, pauses, drops and closes the PCM, then ends (finish()).
     thread_ = std::thread([self = std::move(self)] {
-        for (const auto& p : self->predecessors_) p->closed_.wait(false, std::memory_order_acquire);
+        // Polled, so that a stream retired while it waits (its PREPARE timed out) gives up.
+        for (const auto& p : self->predecessors_)
+            while (!p->closed() && !self->quit_.load(std::memory_order_acquire)) {
+                const timespec nap{0, 1'000'000};
+                nanosleep(&nap, nullptr);
+            }
         self->predecessors_.clear();
+        if (self->quit_.load(std::memory_order_acquire)) {
+            std::snprintf(self->open_msg_.data(), self->open_msg_.size(), "closed before it opened");
+            self->open_kind_.store(device::OpenState::Failed, std::memory_order_seq_cst);
+            self->finish();
+            return;
+        }
         const auto error = self->open_pcm();
         const bool opened = !error;
         if (error) {
@@ -282,7 +293,9 @@ void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
     }
 }
 
-AlsaStream::~AlsaStream() = default;
+// Whoever drops the last reference (the backend, after joining the thread; or open() when the
+// thread could not start). The eventfd lives as long as the stream: the device may still signal it.
+AlsaStream::~AlsaStream() { ::close(wake_fd_); }
 
 // Device thread: the device has closed the stream. Returns at once; the audio thread carries out
 // a STOP still pending (or finishes opening), then quits and closes the PCM (finish()). Returns the thread for the
@@ -302,7 +315,6 @@ void AlsaStream::finish() {
         notice_events(); // a failure nobody asked about still gets its log line
     }
     if (status_) snd_pcm_status_free(status_);
-    ::close(wake_fd_);
     closed_.store(true, std::memory_order_release);
     closed_.notify_all();
 }
@@ -829,8 +841,26 @@ struct AlsaBackend::RetiredStreams {
             }
         }
     }
+    // At most this many closed streams may still be closing when a new one opens: more means the
+    // device (or an ALSA plugin) hangs in open or close, and every new open would only add a thread.
+    static constexpr std::size_t kMaxClosing = 4;
+    std::size_t closing() const {
+        std::size_t n = 0;
+        for (const auto& [t, s] : list) n += !s->closed();
+        return n;
+    }
+    // The backend is going: joins what finishes within 2 s; a thread stuck in an ALSA call is left
+    // to the process's exit (it owns its stream; nothing it touches goes away before then).
     ~RetiredStreams() {
-        for (auto& [t, s] : list) t.join();
+        const Nanos give_up = mono_now() + 2 * kNanosPerSecond;
+        for (auto& [t, s] : list) {
+            while (!s->closed() && mono_now() < give_up) {
+                const timespec nap{0, 1'000'000};
+                nanosleep(&nap, nullptr);
+            }
+            if (s->closed()) t.join();
+            else t.detach();
+        }
     }
 };
 
@@ -980,6 +1010,8 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
     // Everything that blocks (snd_pcm_open, params, prepare) happens on the stream's own thread;
     // the device answers PREPARE when it reports Ready or Failed (open_state()).
     retired_->prune();
+    if (const std::size_t n = retired_->closing(); n >= RetiredStreams::kMaxClosing)
+        return R(Unexpected{fmt::format("{}: {} earlier streams are still closing (a hung device?)", pcm_name, n)});
     std::vector<std::shared_ptr<AlsaStream>> predecessors;
     for (const auto& [thread, retired] : retired_->list)
         if (!retired->closed()) predecessors.push_back(retired);

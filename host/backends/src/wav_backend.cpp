@@ -84,8 +84,15 @@ public:
         if (inline_) service_files();
         else doorbell_.signal();
     }
-    // File thread (from an open job): drains `f` from now on.
-    void adopt(std::shared_ptr<SinkFile> f) { files_.push_back(std::move(f)); }
+    // File thread (from an open job): drains `f` from now on. A file whose stream closed while it
+    // was opening is finished at once, before any later job (a re-open of the same path) runs.
+    void adopt(std::shared_ptr<SinkFile> f) {
+        if (f->closing.load(std::memory_order_acquire)) {
+            close_file(*f);
+            return;
+        }
+        files_.push_back(std::move(f));
+    }
 
 private:
     void run() {
@@ -248,13 +255,19 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
         }
         // Room for 2 s of audio (whole frames): what the disk may stall before frames are lost.
         const std::size_t fb = fmt.frame_bytes();
-        const std::size_t ring = std::max<std::size_t>(std::size_t{fmt.rate} * 2, 4096) * fb;
-        auto file = std::make_shared<SinkFile>(ring, rec);
+        // (At most 64 MiB: 2 s of 8 channels of FLOAT64 at 384 kHz is 49 MiB.)
+        const std::size_t ring_frames = std::min<std::size_t>(std::max<std::size_t>(std::size_t{fmt.rate} * 2, 4096),
+                                                              (std::size_t{64} << 20) / fb);
+        auto file = std::make_shared<SinkFile>(ring_frames * fb, rec);
         file->timing = timing_path(stream_id);
-        files_->post([this, file, stream_id, spec = fmt.spec()] {
-            auto error = open_output(*file, stream_id, spec);
+        FileThread* thread = files_.get(); // the job may run inside ~FileThread, after files_ let go
+        thread->post([this, thread, file, stream_id, spec = fmt.spec()] {
+            // A stream closed before its file opened (its PREPARE timed out) opens nothing.
+            std::optional<std::string> error;
+            if (file->closing.load(std::memory_order_acquire)) error = "closed before it opened";
+            else error = open_output(*file, stream_id, spec);
             if (error) file->open_error = std::move(*error);
-            else files_->adopt(file);
+            else thread->adopt(file);
             file->open_kind.store(error ? device::OpenState::Failed : device::OpenState::Ready, std::memory_order_seq_cst);
             file->waker.wake();
         });

@@ -236,13 +236,25 @@ void SoundDevice::settle_prepare() {
                         st.kind == OpenState::Failed ? st.error
                                                      : fmt::format("still opening after {} ms", kOpenTimeout / 1'000'000)));
         s.backend.reset();
+        fail_prepare(s);
         status = Status::IoErr;
     }
     s.opening = false;
     const DeferredPrepare done = std::move(*deferred_);
     deferred_.reset();
     answer_control(done.chain, status, wire::wire_size<wire::StatusHeader>);
+    // The requests queued behind it have waited too: a PREPARE among them gets only what is left
+    // of the open timeout, counted from when the queue stalled (the guest's clock runs for them).
+    stall_began_ = done.stall_began;
     drain_queue(wire::QueueIndex::Control);
+    stall_began_.reset();
+}
+
+// A PREPARE that failed leaves the stream without a backend: back to "parameters set", so that
+// START (or anything but SET_PARAMS, PREPARE) is refused, as the spec's state machine wants.
+void SoundDevice::fail_prepare(Stream& s) {
+    if (s.state != PcmState::Initial && s.state != PcmState::Released) s.state = PcmState::ParamsSet;
+    s.stats.state = s.state;
 }
 
 Status SoundDevice::query_info(std::span<const std::uint8_t> req, virtq::ChainWriter& out, std::size_t& written) {
@@ -360,6 +372,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
         auto opened = backend_.open(stream_id, s.format);
         if (!opened) {
             log(fmt::format("stream {}: backend {} cannot open: {}", stream_id, backend_.name(), opened.error()));
+            fail_prepare(s);
             return Status::IoErr;
         }
         s.backend = std::move(opened).value();
@@ -370,13 +383,19 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
             // Answered by settle_prepare(); the stream takes no I/O until then.
             s.opening = true;
             deferred = true;
-            deferred_ = DeferredPrepare{{}, stream_id, clock_.now() + kOpenTimeout, clock_.now() + kOpenPoll};
+            const Nanos now = clock_.now();
+            const Nanos began = stall_began_.value_or(now);
+            deferred_ = DeferredPrepare{{}, stream_id, began + kOpenTimeout, now + kOpenPoll, began};
             return Status::Ok;
         }
         break;
     }
-    case Code::PcmStart: s.backend->start(); break;
-    case Code::PcmStop: s.backend->stop(); break;
+    case Code::PcmStart:
+    case Code::PcmStop:
+        if (!s.backend) return Status::IoErr; // defensive: every path that drops it leaves Prepared
+        if (code == Code::PcmStart) s.backend->start();
+        else s.backend->stop();
+        break;
     case Code::PcmRelease:
         // The spec: every pending I/O message completes before the RELEASE reply.
         if (s.backend) close_backend(s);

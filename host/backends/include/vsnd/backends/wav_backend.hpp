@@ -5,7 +5,7 @@
 //
 // Threads. The device thread calls open() and the streams; it never touches the disk for playback:
 // the backend's file thread opens each output file (the stream is Opening until then), writes
-// the played frames from a 2 s ring (a disk stalled longer loses frames from the file, counted and
+// the played frames from a 2 s ring (at most 64 MiB; a disk stalled longer loses frames from the file, counted and
 // logged, never the timing) and closes the file and its sidecar after the stream has gone. Capture
 // still reads its WAV on the device thread (a local file, read a period at a time).
 #pragma once
@@ -46,8 +46,9 @@ public:
     std::filesystem::path timing_path(std::uint32_t stream_id) const;
     // When each frame of the stream's latest PREPARE..RELEASE was played.
     std::shared_ptr<const PlaybackRecord> record(std::uint32_t stream_id) const;
-    // Any thread but the device's; blocks until every frame played so far is in its file and every
-    // closed stream's file and sidecar are complete (read them after this).
+    // Blocks until every frame played so far is in its file and every closed stream's file and
+    // sidecar are complete (read them after this). WavIo::FileThread: any thread but the device's;
+    // WavIo::Inline: the device's thread only (or while no device runs).
     void flush();
 
     class FileThread;

@@ -71,8 +71,9 @@ public:
     // How backend streams wake the loop that runs this device (handed to every stream at open).
     void set_waker(Waker wake) { waker_ = std::move(wake); }
 
-    // A backend still opening after this long answers PREPARE with IO_ERR (below the Linux
-    // driver's 1 s control timeout, so the guest hears the answer).
+    // A backend still opening this long after the control queue stopped moving answers PREPARE
+    // with IO_ERR (below the Linux driver's 1 s control timeout, so the guest hears the answer;
+    // requests queued behind a slow PREPARE share the budget, counted from the stall).
     static constexpr Nanos kOpenTimeout = 750'000'000;
 
 private:
@@ -84,13 +85,15 @@ private:
         virtq::Chain chain;
         std::uint32_t stream_id;
         Nanos deadline;
-        Nanos next_look; // without a waker the device looks every kOpenPoll
+        Nanos next_look;   // without a waker the device looks every kOpenPoll
+        Nanos stall_began; // when the control queue stopped moving (deadline = this + timeout)
     };
     static constexpr Nanos kOpenPoll = 1'000'000;
 
     void handle_control(virtq::Chain& chain);
     void answer_control(const virtq::Chain& chain, wire::Status status, std::size_t written);
     void settle_prepare();
+    void fail_prepare(Stream& s);
     void handle_tx(virtq::Chain& chain);
     void handle_rx(virtq::Chain& chain);
     void drain_queue(wire::QueueIndex q);
@@ -127,6 +130,7 @@ private:
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
     std::optional<DeferredPrepare> deferred_;
+    std::optional<Nanos> stall_began_; // set while serving requests that waited behind a PREPARE
     std::deque<wire::Event> events_;
     std::uint64_t events_dropped_ = 0;
 };
