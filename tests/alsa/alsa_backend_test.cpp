@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <mutex>
 
 #include <numeric>
@@ -137,12 +138,15 @@ TEST(AlsaBackend, ReportsOpenErrors) {
     // snd_pcm_open runs on the stream's thread: open() returns at once, the error arrives after.
     auto r = missing.open(0, format(wire::Direction::Output, 480, 4));
     ASSERT_TRUE(r) << r.error();
-    int woken = 0;
+    std::atomic<int> woken{0};
     (*r)->set_waker([&] { ++woken; });
+    // What the device does: set the waker, then look. Still opening then means a wake-up is owed.
+    const bool owed = (*r)->open_state().kind == device::OpenState::Opening;
     const auto st = wait_opened(**r);
     ASSERT_EQ(st.kind, device::OpenState::Failed);
     EXPECT_NE(st.error.find("vsnd_no_such_pcm: cannot open for playback"), std::string::npos) << st.error;
-    EXPECT_EQ(woken, 1) << "the device is woken once, when the open has failed";
+    if (owed) EXPECT_EQ(woken.load(), 1) << "the device is woken once, when the open has failed";
+    else EXPECT_LE(woken.load(), 1);
     r = Unexpected{std::string("closed")}; // a failed stream closes like any other
 
     AlsaBackend null(clock, "null", quiet());
