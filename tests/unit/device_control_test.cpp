@@ -224,6 +224,47 @@ TEST_F(Io, TxErrors) {
     EXPECT_EQ(rig.device.stats(0).io_errors, 1u);
 }
 
+// Every log line the guest can drive is rate-limited: 300 bad messages in a moment give the
+// burst and one line saying how many were left out, not 300 lines.
+TEST_F(Io, GuestDrivenLogLinesAreRateLimited) {
+    rig.log.clear();
+    const Nanos t0 = rig.clock.now();
+    for (int i = 0; i < 300; ++i)
+        ASSERT_EQ(status_of(rig.send(2, {xfer(7), std::vector<std::uint8_t>(1920)}, {8})).status, Status::IoErr);
+    const auto elapsed_ms = (rig.clock.now() - t0) / 1'000'000;
+    const std::size_t allowed = 20 + static_cast<std::size_t>(elapsed_ms / 100) + 1;
+    EXPECT_LE(rig.log.size(), allowed) << elapsed_ms << " ms simulated";
+    EXPECT_GE(rig.device.log_lines_suppressed(), 300 - allowed);
+    // Later, the next line says what was left out.
+    rig.clock.advance_to(rig.clock.now() + kNanosPerSecond);
+    rig.send(2, {xfer(7), std::vector<std::uint8_t>(1920)}, {8});
+    ASSERT_GE(rig.log.size(), 2u);
+    EXPECT_NE(rig.log[rig.log.size() - 2].find("lines left out"), std::string::npos) << rig.log[rig.log.size() - 2];
+}
+
+// A guest that cuts a period into one-byte descriptors: the backend still sees few writes.
+TEST_F(Io, TinyDescriptorsAreGatheredIntoFewBackendWrites) {
+    ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 0)), Status::Ok);
+    std::vector<std::vector<std::uint8_t>> pieces{xfer(0)};
+    for (int i = 0; i < 48; ++i) pieces.push_back({static_cast<std::uint8_t>(i), static_cast<std::uint8_t>(i + 1)});
+    const auto rec = rig.card.record(0);
+    ASSERT_TRUE(rec);
+    const auto before = rec->handovers;
+    auto& q = rig.link.queue(2);
+    std::vector<virtq::DriverBuffer> bufs;
+    std::size_t at = 0;
+    for (const auto& p : pieces) {
+        std::memcpy(rig.mem.host + at, p.data(), p.size());
+        bufs.push_back({rig.mem.gpa + at, static_cast<std::uint32_t>(p.size()), false});
+        at += 64;
+    }
+    bufs.push_back({rig.mem.gpa + at, 8, true});
+    ASSERT_TRUE(q.add(bufs, 1));
+    if (q.publish()) rig.link.kick(2);
+    rig.link.run_until(rig.clock.now() + 1'000'000);
+    EXPECT_EQ(rec->handovers - before, 1u) << "48 two-byte pieces, one write";
+}
+
 TEST_F(Io, RxFilledCompletelyWithStatusLast) {
     ASSERT_EQ(rig.control(pcm(Code::PcmPrepare, 1)), Status::Ok);
     ASSERT_EQ(rig.control(pcm(Code::PcmStart, 1)), Status::Ok);

@@ -234,6 +234,8 @@ struct Malformed : ::testing::Test {
         EXPECT_FALSE(c->has_value());
         if (c->has_value()) return ChainError::LengthOverflow;
         EXPECT_EQ(c->error().head_valid, expect_head_valid);
+        // As the device does: a faulted chain is returned (used length 0), so its head is free.
+        if (c->error().head_valid) r.device->push(c->error().head, 0);
         return c->error().error;
     }
     // After a fault the queue goes on working.
@@ -366,9 +368,16 @@ TEST(Virtq, DriverRejectsBogusUsedEntries) {
     r.driver->publish();
     auto c = r.device->pop();
     ASSERT_TRUE(c && *c);
-    r.device->push(9, 0);                 // no such descriptor
-    r.device->push(4, 0);                 // not in flight
-    r.device->push(c->value().head, 100); // claims more than the 8 writable bytes
+    // A hostile device's used entries, written by hand (our DeviceQueue refuses to push them).
+    auto used = [&](std::uint32_t id, std::uint32_t len) {
+        const std::uint16_t idx = detail::load16(r.rings.used + 2);
+        detail::store32(r.rings.used + 4 + 8 * (idx % r.size), id);
+        detail::store32(r.rings.used + 8 + 8 * (idx % r.size), len);
+        detail::store_release16(r.rings.used + 2, static_cast<std::uint16_t>(idx + 1));
+    };
+    used(9, 0);                 // no such descriptor
+    used(4, 0);                 // not in flight
+    used(c->value().head, 100); // claims more than the 8 writable bytes
     auto u1 = r.driver->reap();
     ASSERT_TRUE(u1 && !*u1);
     EXPECT_EQ(u1->error(), UsedError::IdOutOfRange);
@@ -380,6 +389,50 @@ TEST(Virtq, DriverRejectsBogusUsedEntries) {
     EXPECT_TRUE((*u3)->len_overran);
     EXPECT_EQ((*u3)->len, 8u);
     EXPECT_EQ(r.driver->free_descriptors(), 8);
+}
+
+// The spec's rules the device enforces on a hostile driver: a head it holds made available again
+// stops the queue (QEMU: "Virtqueue size exceeded"), so in-flight chains never exceed the queue
+// size; a push of a head it does not hold is ignored, so the used ring never overflows.
+TEST(Virtq, RepublishedHeadStopsTheQueue) {
+    Ring r(8);
+    r.desc(3, r.data_gpa(0), 8, 0);
+    r.offer(3);
+    auto c = r.device->pop();
+    ASSERT_TRUE(c && *c);
+    EXPECT_EQ(r.device->in_flight(), 1u);
+    r.offer(3); // again, while the device holds it
+    EXPECT_FALSE(r.device->pop());
+    EXPECT_TRUE(r.device->broken());
+    EXPECT_NE(std::string(r.device->broken_reason()).find("made available again"), std::string::npos);
+    EXPECT_EQ(r.device->in_flight(), 1u);
+    const std::uint16_t used_before = detail::load16(r.rings.used + 2);
+    r.device->push(5, 0); // never popped
+    r.device->push(3, 0);
+    r.device->push(3, 0); // already returned
+    EXPECT_EQ(static_cast<std::uint16_t>(detail::load16(r.rings.used + 2) - used_before), 1) << "one used entry";
+    EXPECT_EQ(r.device->in_flight(), 0u);
+}
+
+TEST(Virtq, IndirectTableBeyondTheBoundIsRefused) {
+    Ring r(8, true, 0);
+    r.desc(0, r.data_gpa(0), 16 * (kMaxIndirectEntries + 1), VRING_DESC_F_INDIRECT);
+    r.offer(0);
+    auto c = r.device->pop();
+    ASSERT_TRUE(c && !*c);
+    EXPECT_EQ(c->error().error, ChainError::BadIndirectLength);
+}
+
+TEST(Virtq, RingLayoutAlignedAndDisjoint) {
+    alignas(16) static std::uint8_t m[0x10000];
+    const std::uint16_t n = 64;
+    EXPECT_EQ(ring_layout_error({m, m + 0x2000, m + 0x4000}, n), nullptr);
+    EXPECT_NE(ring_layout_error({m + 8, m + 0x2000, m + 0x4000}, n), nullptr) << "descriptors need 16";
+    EXPECT_NE(ring_layout_error({m, m + 0x2001, m + 0x4000}, n), nullptr) << "avail needs 2";
+    EXPECT_NE(ring_layout_error({m, m + 0x2000, m + 0x4002}, n), nullptr) << "used needs 4";
+    EXPECT_NE(ring_layout_error({m, m + 0x2000, m + 0x2000}, n), nullptr) << "used over avail";
+    EXPECT_NE(ring_layout_error({m, m + 0x3f0, m + 0x4000}, n), nullptr) << "avail inside the table";
+    EXPECT_NE(ring_layout_error({m + 0x4000 + 0x200, m + 0x2000, m + 0x4000}, n), nullptr) << "table over used";
 }
 
 TEST(Virtq, DriverRefusesReadableAfterWritableAndFullRing) {

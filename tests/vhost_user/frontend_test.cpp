@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <optional>
+#include <sys/stat.h>
 
 namespace vsnd::test {
 namespace {
@@ -214,6 +216,43 @@ TEST(VhostUserFrontend, ServerSurvivesHostileFrontEnds) {
     ASSERT_TRUE(drv.probe());
     ASSERT_TRUE(play(drv, 9600));
     EXPECT_EQ(rig.server.connections_accepted(), 6u);
+}
+
+// The socket is owner-only whatever the umask, and a client that connects and says nothing (or
+// stops mid-message) is disconnected after the stall timeout, so the next front-end is served.
+TEST(VhostUserFrontend, SocketIsPrivateAndASilentClientCannotBlockTheNext) {
+    const mode_t old_umask = ::umask(0);
+    vhost_user::ServerOptions options;
+    options.stall_timeout = std::chrono::milliseconds(300);
+    ServerRig rig(device::Topology::standard(1, 1), device::CompletionPolicy::Played, options);
+    ::umask(old_umask);
+    struct stat st {};
+    ASSERT_EQ(::stat(rig.socket.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << "umask 000 must not open the socket to other users";
+
+    auto silent = RawPeer::connect(rig.socket); // connects, never sends
+    {
+        MonotonicClock clock;
+        const Nanos t0 = clock.now();
+        EXPECT_TRUE(silent.closed_by_peer());
+        EXPECT_GE(clock.now() - t0, 250'000'000);
+        EXPECT_LT(clock.now() - t0, 3 * kNanosPerSecond);
+    }
+    auto stuck = RawPeer::connect(rig.socket);
+    ASSERT_TRUE(stuck.send(Request::SetOwner, 1, {}));
+    const auto m = encode_message(Request::SetFeatures, 1, encode_u64(0x100000000));
+    stuck.send_bytes(std::span(m).first(10));
+    EXPECT_TRUE(stuck.closed_by_peer());
+    ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 2; }));
+    EXPECT_EQ(rig.log_sink->count("no SET_OWNER within", spdlog::level::err), 1u) << rig.log_sink->dump();
+    EXPECT_EQ(rig.log_sink->count("in the middle of a message", spdlog::level::err), 1u) << rig.log_sink->dump();
+
+    MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    ASSERT_TRUE(play(drv, 4800));
 }
 
 TEST(VhostUserFrontend, FrontEndNoticesTheBackendGoing) {

@@ -184,12 +184,13 @@ inline std::vector<std::uint8_t> reply_bytes(vhost_user::Request r, std::span<co
 // A backend server with the WAV backend on its own io_context thread.
 struct ServerRig {
     explicit ServerRig(device::Topology topology = device::Topology::standard(1, 1),
-                       device::CompletionPolicy policy = device::CompletionPolicy::Played)
+                       device::CompletionPolicy policy = device::CompletionPolicy::Played,
+                       vhost_user::ServerOptions options = {})
         : dir(std::filesystem::temp_directory_path() /
               ("vsnd-vhu-" + std::to_string(::getpid()) + "-" + std::to_string(++counter()))),
           log_sink(std::make_shared<LogCapture>()), log(make_logger(log_sink)),
           backend(clock, (std::filesystem::create_directories(dir), dir), dir / "capture.wav"),
-          device(std::move(topology), backend, clock, policy), server(io, device, log), guard(io.get_executor()) {
+          device(std::move(topology), backend, clock, policy), server(io, device, log, options), guard(io.get_executor()) {
         device.set_logger([l = log](const std::string& m) { l->warn("device: {}", m); });
         socket = dir / "vsnd.sock";
         auto r = server.listen(socket);

@@ -23,9 +23,23 @@ std::string_view describe(ChainError e) {
     return "?";
 }
 
+const char* ring_layout_error(const RingAddresses& r, std::uint16_t queue_size) {
+    const auto a = reinterpret_cast<std::uintptr_t>(r.desc), b = reinterpret_cast<std::uintptr_t>(r.avail),
+               c = reinterpret_cast<std::uintptr_t>(r.used);
+    if (a % 16) return "descriptor table not 16-byte aligned";
+    if (b % 2) return "available ring not 2-byte aligned";
+    if (c % 4) return "used ring not 4-byte aligned";
+    const RingSizes n = ring_bytes(queue_size);
+    auto overlap = [](std::uintptr_t x, std::size_t xn, std::uintptr_t y, std::size_t yn) { return x < y + yn && y < x + xn; };
+    if (overlap(a, n.desc, b, n.avail)) return "descriptor table overlaps the available ring";
+    if (overlap(a, n.desc, c, n.used)) return "descriptor table overlaps the used ring";
+    if (overlap(b, n.avail, c, n.used)) return "available ring overlaps the used ring";
+    return nullptr;
+}
+
 DeviceQueue::DeviceQueue(const GuestMemory& mem, QueueConfig cfg, std::uint16_t next_avail)
     : mem_(mem), cfg_(cfg), next_avail_(next_avail),
-      used_idx_(load_acquire16(cfg.rings.used + kIdx)), signalled_used_(used_idx_) {}
+      used_idx_(load_acquire16(cfg.rings.used + kIdx)), signalled_used_(used_idx_), in_use_(cfg.size, false) {}
 
 bool DeviceQueue::has_available() const {
     return !broken_ && load_acquire16(cfg_.rings.avail + kIdx) != next_avail_;
@@ -43,9 +57,17 @@ std::optional<DeviceQueue::PopResult> DeviceQueue::pop() {
     }
     const std::uint16_t pending = avail_idx - next_avail_;
     if (pending == 0) return std::nullopt;
-    if (pending > cfg_.size) { broken_ = true; return std::nullopt; }
+    if (pending > cfg_.size) return stop("available index moved by more than the queue size");
 
     const std::uint16_t head = load16(cfg_.rings.avail + avail_entry(next_avail_ % cfg_.size));
+    if (head < cfg_.size) {
+        // The spec: a driver makes a buffer available only while the device does not hold it.
+        // (QEMU: "Virtqueue size exceeded".) Without this, one head republished forever would
+        // pile up messages without bound.
+        if (in_use_[head]) return stop("a descriptor chain made available again while the device holds it");
+        in_use_[head] = true;
+        ++in_flight_;
+    }
     ++next_avail_;
     if (cfg_.event_idx && kicks_enabled_) store_release16(cfg_.rings.used + used_avail_event(cfg_.size), next_avail_);
 
@@ -78,7 +100,11 @@ Expected<Chain, ChainError> DeviceQueue::walk(std::uint16_t head) {
             if (!cfg_.indirect_desc) return Unexpected{ChainError::IndirectNotNegotiated};
             if (in_indirect || seen != 1) return Unexpected{ChainError::MisplacedIndirect};
             if (flags & VRING_DESC_F_NEXT) return Unexpected{ChainError::IndirectWithNext};
-            if (len == 0 || len % 16 || len / 16 > kMaxQueueSize) return Unexpected{ChainError::BadIndirectLength};
+            // The spec bounds a chain by the queue size, but Linux builds indirect tables as long
+            // as its scatterlist (WARNs only without indirect), so the bound for a table is the
+            // queue size or QEMU's VIRTQUEUE_MAX_SIZE, whichever is larger, never the 32768 a
+            // 16-bit index allows.
+            if (len == 0 || len % 16 || len / 16 > max_indirect()) return Unexpected{ChainError::BadIndirectLength};
             auto t = mem_.span(addr, len);
             if (!t) return Unexpected{ChainError::AddressOutOfRange};
             table = t->data();
@@ -107,7 +133,17 @@ Expected<Chain, ChainError> DeviceQueue::walk(std::uint16_t head) {
     return c;
 }
 
+std::nullopt_t DeviceQueue::stop(const char* why) {
+    broken_ = true;
+    broken_reason_ = why;
+    return std::nullopt;
+}
+
 void DeviceQueue::push(std::uint16_t head, std::uint32_t written) {
+    // Only what was popped and not yet returned: the used ring never holds more than the queue.
+    if (head >= cfg_.size || !in_use_[head]) return;
+    in_use_[head] = false;
+    --in_flight_;
     std::uint8_t* e = cfg_.rings.used + used_entry(used_idx_ % cfg_.size);
     store32(e, head);
     store32(e + 4, written);

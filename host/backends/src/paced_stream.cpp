@@ -131,6 +131,7 @@ std::size_t PacedStream::writable_bytes() {
 }
 
 void PacedStream::write(std::span<const std::uint8_t> bytes) {
+    if (record_) ++record_->handovers;
     advance();
     fifo_.push(bytes.first(std::min(bytes.size(), fifo_.free_bytes())));
     if (running_ && starved_ && fifo_.used_bytes() >= frame_bytes_) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <array>
 #include <limits>
 
@@ -83,8 +84,25 @@ wire::Config SoundDevice::config() const {
             static_cast<std::uint32_t>(topology_.chmaps.size()), 0};
 }
 
+// Every line the device logs can be driven by the guest: at most kLogBurst lines, then one per
+// kLogInterval, and a count of what was left out in the next line that passes.
 void SoundDevice::log(const std::string& msg) const {
-    if (log_) log_(msg);
+    if (!log_) return;
+    const Nanos now = clock_.now();
+    const double refill = static_cast<double>(now - log_last_) / static_cast<double>(kLogInterval);
+    log_tokens_ = std::min<double>(kLogBurst, log_tokens_ + std::max(0.0, refill));
+    log_last_ = now;
+    if (log_tokens_ < 1.0) {
+        ++log_suppressed_;
+        return;
+    }
+    log_tokens_ -= 1.0;
+    if (log_suppressed_) {
+        log_(fmt::format("({} lines left out: more than {} in a burst)", log_suppressed_, kLogBurst));
+        log_suppressed_total_ += log_suppressed_;
+        log_suppressed_ = 0;
+    }
+    log_(msg);
 }
 
 void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queues, Notifier notify) {
@@ -95,6 +113,7 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
 
 void SoundDevice::reset() {
     deferred_.reset();
+    rescan_ = {};
     for (auto& s : streams_) {
         s->pending.clear();
         s->backend.reset();
@@ -142,7 +161,16 @@ void SoundDevice::on_kick(wire::QueueIndex q) {
 void SoundDevice::drain_queue(wire::QueueIndex q) {
     auto* queue = queues_[static_cast<unsigned>(q)];
     const bool control = q == wire::QueueIndex::Control;
-    while (!(control && deferred_)) {
+    const bool was_broken = queue->broken();
+    // At most one queue's worth of chains per pass: a ring the driver keeps refilling (or one
+    // whose used ring aliases its avail ring) cannot keep the device loop here; the rest waits
+    // for the next pass (process(), at once).
+    rescan_[static_cast<unsigned>(q)] = false;
+    for (unsigned n = 0; !(control && deferred_); ++n) {
+        if (n == queue->size()) {
+            rescan_[static_cast<unsigned>(q)] = queue->has_available();
+            break;
+        }
         auto r = queue->pop();
         if (!r) break;
         if (!*r) {
@@ -157,7 +185,8 @@ void SoundDevice::drain_queue(wire::QueueIndex q) {
         case wire::QueueIndex::Event: break;
         }
     }
-    if (queue->broken()) log(fmt::format("queue {}: available index corrupted; queue stopped", static_cast<unsigned>(q)));
+    if (queue->broken() && !was_broken)
+        log(fmt::format("queue {}: {}; queue stopped", static_cast<unsigned>(q), queue->broken_reason()));
 }
 
 // ---- control queue -----------------------------------------------------------------------------
@@ -279,13 +308,12 @@ Status SoundDevice::query_info(std::span<const std::uint8_t> req, virtq::ChainWr
         log(fmt::format("control: {} response needs {} bytes, driver gave {}", wire::name(q->code), need, out.capacity()));
         return Status::BadMsg;
     }
-    static constexpr std::array<std::uint8_t, 64> zeros{};
     for (std::uint32_t i = 0; i < q->count; ++i) {
         const std::size_t at = wire::wire_size<wire::StatusHeader> + std::size_t{i} * q->size;
         const std::uint32_t id = q->start_id + i;
-        // An item larger than ours (a newer driver) gets our structure and zeros after it.
-        for (std::size_t z = item; z < q->size; z += zeros.size())
-            out.write_at(at + z, std::span(zeros).first(std::min(zeros.size(), q->size - z)));
+        // An item larger than ours (a newer driver) gets our structure and zeros after it: one
+        // pass over the descriptors per item, however many pieces the guest cut them into.
+        out.visit_at(at + item, q->size - item, [](std::span<std::uint8_t> piece) { std::fill(piece.begin(), piece.end(), 0); });
         if (q->code == Code::JackInfo) {
             const auto& j = topology_.jacks[id];
             out.write_at(at, wire::encode(wire::JackInfo{j.hda_fn_nid, j.remappable ? wire::kJackFeatureRemap : 0u,
@@ -511,6 +539,12 @@ std::uint64_t SoundDevice::audible_bytes(Stream& s) {
     return static_cast<std::uint64_t>(std::min<__int128>(bytes, s.moved));
 }
 
+void SoundDevice::flush_gathered(Stream& s) {
+    if (gathered_ == 0) return;
+    s.backend->write(std::span<const std::uint8_t>(gather_.data(), gathered_));
+    gathered_ = 0;
+}
+
 void SoundDevice::pump_output(Stream& s) {
     // Hand over as much as the backend takes, oldest message first. Copying happens as late as
     // the backend allows: pre-6.7 Linux guests queue periods before filling them.
@@ -521,7 +555,19 @@ void SoundDevice::pump_output(Stream& s) {
         const std::size_t n = std::min<std::size_t>(room, io.payload - io.done);
         virtq::ChainReader in(io.chain);
         in.skip(kXferBytes + io.done);
-        in.visit(n, [&](std::span<const std::uint8_t> piece) { s.backend->write(piece); });
+        // Small pieces (a guest may cut a period into 1-byte descriptors) are gathered, so the
+        // backend sees few large writes (each may cost a fence or a system call).
+        in.visit(n, [&](std::span<const std::uint8_t> piece) {
+            if (piece.size() >= kGatherBytes) {
+                flush_gathered(s);
+                s.backend->write(piece);
+                return;
+            }
+            if (gathered_ + piece.size() > gather_.size()) flush_gathered(s);
+            std::memcpy(gather_.data() + gathered_, piece.data(), piece.size());
+            gathered_ += piece.size();
+        });
+        flush_gathered(s);
         io.done += static_cast<std::uint32_t>(n);
         s.moved += n;
         room -= n;
@@ -562,6 +608,8 @@ void SoundDevice::pump_input(Stream& s) {
 
 void SoundDevice::process() {
     if (!attached()) return;
+    for (unsigned q = 0; q < wire::kQueueCount; ++q)
+        if (rescan_[q] && q != static_cast<unsigned>(wire::QueueIndex::Event)) drain_queue(static_cast<wire::QueueIndex>(q));
     settle_prepare();
     for (auto& sp : streams_) {
         Stream& s = *sp;
@@ -586,6 +634,8 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     auto consider = [&](std::optional<Nanos> t) {
         if (t && (!next || *t < *next)) next = t;
     };
+    for (bool more : rescan_)
+        if (more) consider(clock_.now()); // a capped pass left chains behind
     if (deferred_) {
         // The backend wakes the loop when its open finishes; without a waker, look every ms.
         consider(deferred_->deadline);

@@ -33,7 +33,8 @@ Mapping::~Mapping() { ::munmap(base_, len_); }
 
 Connection::Connection(boost::asio::io_context& io, Socket socket, device::SoundDevice& device,
                        std::shared_ptr<spdlog::logger> log, std::uint64_t id)
-    : io_(io), socket_(std::move(socket)), device_(device), log_(std::move(log)), id_(id), loop_(io, device) {
+    : io_(io), socket_(std::move(socket)), device_(device), log_(std::move(log)), id_(id), watchdog_(io),
+      loop_(io, device) {
     loop_.on_kick_error([this](wire::QueueIndex q, const std::string& why) {
         log_->error("connection {}: {} queue kick fd unreadable ({}); no longer watched", id_,
                     queue_name(static_cast<unsigned>(q)), why);
@@ -47,7 +48,23 @@ void Connection::start(std::function<void()> on_closed) {
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);
     log_->info("connection {}: front-end connected", id_);
+    arm_watchdog(); // the handshake
     read_some();
+}
+
+// Closes a front-end that has not sent SET_OWNER, or has stopped in the middle of a message, for
+// the stall timeout.
+void Connection::arm_watchdog() {
+    watchdog_.expires_after(stall_timeout_);
+    watchdog_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || self->closed_ || ec) return;
+        if (!self->owner_)
+            return self->close(fmt::format("no SET_OWNER within {} ms of connecting", self->stall_timeout_.count()), true);
+        if (self->reader_.mid_message())
+            return self->close(fmt::format("stopped in the middle of a message for {} ms", self->stall_timeout_.count()), true);
+        self->watching_message_ = false;
+    });
 }
 
 // ---- control socket ----------------------------------------------------------------------------
@@ -77,9 +94,20 @@ void Connection::read_some() {
         }
         auto m = reader_.commit(r->bytes, std::move(r->fds));
         if (!m) return close(fmt::format("malformed message: {}: {}", describe(m.error().error), m.error().detail), true);
-        if (*m) handle(std::move(**m));
+        if (*m) {
+            handle(std::move(**m));
+            if (owner_ && watching_message_ && !reader_.mid_message()) {
+                watching_message_ = false;
+                watchdog_.cancel();
+            }
+        }
     }
-    if (!closed_ && out_.empty()) arm_read();
+    if (closed_) return;
+    if (owner_ && reader_.mid_message() && !watching_message_) {
+        watching_message_ = true;
+        arm_watchdog();
+    }
+    if (out_.empty()) arm_read();
 }
 
 void Connection::send_reply(std::uint32_t request, std::span<const std::uint8_t> payload) {
@@ -148,7 +176,12 @@ Connection::Outcome Connection::dispatch(Message& m) {
         features_ = v;
         return ok;
     }
-    case Request::SetOwner: return ok;
+    case Request::SetOwner:
+        if (!owner_) {
+            owner_ = true;
+            if (!watching_message_) watchdog_.cancel(); // the handshake is done
+        }
+        return ok;
     case Request::GetProtocolFeatures: return reply_u64(kOfferedProtocolFeatures);
     case Request::SetProtocolFeatures: {
         const auto v = std::get<std::uint64_t>(m.body);
@@ -312,6 +345,10 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
             for (auto& x : rings_) x.queue.reset();
             return Failure{true, fmt::format("{} queue of {} entries does not fit its ring addresses", queue_name(q), r.num)};
         }
+        if (const char* bad = virtq::ring_layout_error({desc->data(), avail->data(), used->data()}, static_cast<std::uint16_t>(r.num))) {
+            for (auto& x : rings_) x.queue.reset();
+            return Failure{true, fmt::format("{} queue: {}", queue_name(q), bad)};
+        }
         r.queue = std::make_unique<virtq::DeviceQueue>(
             memory_, virtq::QueueConfig{static_cast<std::uint16_t>(r.num), {desc->data(), avail->data(), used->data()}, event_idx, indirect},
             r.base);
@@ -377,6 +414,7 @@ void Connection::teardown() {
         rings_[q].err.reset();
     }
     boost::system::error_code ec;
+    watchdog_.cancel();
     loop_.stop();
     socket_.close(ec);
     memory_.clear();

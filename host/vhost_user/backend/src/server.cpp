@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -39,8 +40,9 @@ Expected<Done, std::string> claim_socket_path(const std::filesystem::path& path)
     return Done{};
 }
 
-Server::Server(boost::asio::io_context& io, device::SoundDevice& device, std::shared_ptr<spdlog::logger> log)
-    : io_(io), device_(device), log_(std::move(log)), acceptor_(io), retry_(io) {}
+Server::Server(boost::asio::io_context& io, device::SoundDevice& device, std::shared_ptr<spdlog::logger> log,
+               ServerOptions options)
+    : io_(io), device_(device), log_(std::move(log)), access_(options), acceptor_(io), retry_(io) {}
 
 Server::~Server() {
     *alive_ = false;
@@ -52,10 +54,28 @@ Expected<Done, std::string> Server::listen(const std::filesystem::path& path) {
     boost::system::error_code ec;
     const boost::asio::local::stream_protocol::endpoint ep(path.string());
     acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) {
+        // The socket is created owner-only (umask for the bind; the program is single-threaded
+        // here), then given the mode and group asked for.
+        const mode_t old = ::umask(0177);
+        acceptor_.bind(ep, ec);
+        ::umask(old);
+    }
     if (ec) {
         acceptor_.close();
         return Unexpected{fmt::format("cannot listen on {}: {}", path.string(), ec.message())};
+    }
+    if (access_.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *access_.group) != 0) {
+        const int e = errno;
+        acceptor_.close();
+        ::unlink(path.c_str());
+        return Unexpected{fmt::format("cannot give {} to group {}: {}", path.string(), *access_.group, std::strerror(e))};
+    }
+    if (::chmod(path.c_str(), access_.mode & 0777) != 0) {
+        const int e = errno;
+        acceptor_.close();
+        ::unlink(path.c_str());
+        return Unexpected{fmt::format("cannot set mode {:o} on {}: {}", access_.mode & 0777, path.string(), std::strerror(e))};
     }
     path_ = path;
     struct stat st {};
@@ -88,6 +108,7 @@ void Server::accept_next() {
         const auto id = ++accepted_;
         serving_ = true;
         current_ = std::make_shared<Connection>(io_, std::move(s), device_, log_, id);
+        current_->set_stall_timeout(access_.stall_timeout);
         current_->start([this, alive] {
             if (alive.expired() || stopped_) return; // stop() already let go of it
             current_.reset();

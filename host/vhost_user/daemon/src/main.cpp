@@ -14,6 +14,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <grp.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -36,6 +38,15 @@ int main(int argc, char** argv) {
     std::vector<std::string> backend_options;
     vhost_user::TopologySpec spec;
     app.add_option("--socket", socket_path, "Unix socket to listen on (QEMU: -chardev socket,path=...)")->required();
+    std::string socket_mode = "0600", socket_group;
+    app.add_option("--socket-mode", socket_mode, "permissions of the socket, octal (who may connect: a front-end "
+                                                 "is trusted with the device)")
+        ->capture_default_str()
+        ->check([](const std::string& v) -> std::string {
+            if (v.empty() || v.size() > 4 || v.find_first_not_of("01234567") != std::string::npos) return "not an octal mode: " + v;
+            return std::stoul(v, nullptr, 8) & ~0777ul ? "only permission bits (0..0777): " + v : std::string{};
+        });
+    app.add_option("--socket-group", socket_group, "group of the socket (name or number), e.g. with --socket-mode 0660");
     // Backends by name (device::BackendRegistry): the factory picks one.
     device::BackendRegistry registry;
     backends::register_null_backend(registry);
@@ -129,7 +140,14 @@ int main(int argc, char** argv) {
 
     std::signal(SIGPIPE, SIG_IGN); // a call fd may be a pipe whose reader has gone
     boost::asio::io_context io;
-    vhost_user::Server server(io, dev, log);
+    vhost_user::ServerOptions access;
+    access.mode = static_cast<mode_t>(std::stoul(socket_mode, nullptr, 8));
+    if (!socket_group.empty()) {
+        if (const group* g = ::getgrnam(socket_group.c_str())) access.group = g->gr_gid;
+        else if (socket_group.size() <= 9 && socket_group.find_first_not_of("0123456789") == std::string::npos) access.group = static_cast<gid_t>(std::stoul(socket_group));
+        else return fail(fmt::format("--socket-group: no group {}", socket_group));
+    }
+    vhost_user::Server server(io, dev, log, access);
     if (auto r = server.listen(socket_path); !r) return fail(r.error());
     log->info("vsnd-host {}: backend {}, {} streams ({} formats {}, rates {}, channels {}), completion when {}", VSND_VERSION,
               backend->name(), topology->streams.size(), spec.streams, spec.formats, spec.rates, spec.channels,

@@ -8,7 +8,9 @@
 #include "vsnd/virtq/guest_memory.hpp"
 #include "vsnd/virtq/split_ring.hpp"
 
+#include <algorithm>
 #include <optional>
+#include <vector>
 #include <string_view>
 
 namespace vsnd::virtq {
@@ -42,6 +44,9 @@ struct QueueConfig {
     bool indirect_desc = true; // VIRTIO_RING_F_INDIRECT_DESC negotiated
 };
 
+// The longest indirect table accepted (or the queue size, if larger): QEMU's VIRTQUEUE_MAX_SIZE.
+inline constexpr std::uint32_t kMaxIndirectEntries = 1024;
+
 class DeviceQueue {
 public:
     // `next_avail` is where processing resumes (vhost-user SET_VRING_BASE); used idx is read
@@ -51,7 +56,8 @@ public:
     using PopResult = Expected<Chain, ChainFault>;
     // The next available chain, or nullopt if none (or the ring is broken, see broken()).
     std::optional<PopResult> pop();
-    // Returns a chain to the driver with `written` bytes in its writable part.
+    // Returns a chain to the driver with `written` bytes in its writable part. A head that is not
+    // held (never popped, or already returned) is ignored.
     void push(std::uint16_t head, std::uint32_t written);
     // After one or more push() calls: whether the driver wants an interrupt now.
     bool should_notify();
@@ -60,13 +66,19 @@ public:
     void set_kicks_enabled(bool enabled);
     bool has_available() const;
 
-    // The avail index jumped by more than the queue size: the driver corrupted the ring.
+    // The driver broke the ring's rules (the avail index jumped by more than the queue size, or a
+    // head the device holds was made available again): the queue is stopped for good.
     bool broken() const { return broken_; }
+    const char* broken_reason() const { return broken_reason_; }
+    // Chains popped and not yet pushed back: never more than size().
+    std::uint16_t in_flight() const { return in_flight_; }
     std::uint16_t next_avail() const { return next_avail_; }
     std::uint16_t size() const { return cfg_.size; }
 
 private:
     Expected<Chain, ChainError> walk(std::uint16_t head);
+    std::nullopt_t stop(const char* why);
+    std::uint32_t max_indirect() const { return std::max<std::uint32_t>(cfg_.size, kMaxIndirectEntries); }
 
     const GuestMemory& mem_;
     QueueConfig cfg_;
@@ -75,7 +87,10 @@ private:
     std::uint16_t signalled_used_;
     bool signalled_valid_ = false;
     bool broken_ = false;
+    const char* broken_reason_ = "";
     bool kicks_enabled_ = true;
+    std::vector<bool> in_use_;   // heads the device holds
+    std::uint16_t in_flight_ = 0;
 };
 
 } // namespace vsnd::virtq

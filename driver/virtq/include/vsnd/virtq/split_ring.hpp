@@ -35,6 +35,13 @@ constexpr RingSizes ring_bytes(std::uint16_t queue_size) {
 
 constexpr bool valid_queue_size(std::uint32_t n) { return n > 0 && n <= kMaxQueueSize && (n & (n - 1)) == 0; }
 
+// Why a ring's three parts cannot be used, or nullptr: each part aligned as the spec requires
+// (descriptors 16, avail 2, used 4 bytes: also what the 16/32-bit atomic accesses need), and no two
+// parts overlapping (a used ring over the avail ring would move the avail index with every
+// completion). Memory mapped twice under two addresses is not caught here; the device's per-pass
+// bound covers it.
+const char* ring_layout_error(const RingAddresses& r, std::uint16_t queue_size);
+
 // True when a notification is due: event_idx lies in [old_idx, new_idx) modulo 2^16.
 constexpr bool need_event(std::uint16_t event_idx, std::uint16_t new_idx, std::uint16_t old_idx) {
     return static_cast<std::uint16_t>(new_idx - event_idx - 1) < static_cast<std::uint16_t>(new_idx - old_idx);

@@ -61,6 +61,7 @@ public:
     std::vector<PlaybackRun> runs;
     std::vector<std::uint8_t> played; // only with keep_frames
     std::uint64_t frames = 0;         // frames played
+    std::uint64_t handovers = 0;      // write() calls the device made (how finely it cut the audio)
 
     std::uint64_t frames_played() const { return frames; }
     // When frame n became audible, if it was played.

@@ -67,6 +67,8 @@ public:
 
     void set_jack_connected(std::uint32_t jack_id, bool connected);
     StreamStats stats(std::uint32_t stream_id) const;
+    // Log lines left out by the rate limit (see log()), in total.
+    std::uint64_t log_lines_suppressed() const { return log_suppressed_total_ + log_suppressed_; }
     void set_logger(Logger log) { log_ = std::move(log); }
     // How backend streams wake the loop that runs this device (handed to every stream at open).
     void set_waker(Waker wake) { waker_ = std::move(wake); }
@@ -104,6 +106,7 @@ private:
     wire::Status jack_remap(std::span<const std::uint8_t> req);
 
     void pump_output(Stream& s);
+    void flush_gathered(Stream& s);
     void pump_input(Stream& s);
     void complete_io(Stream& s, wire::QueueIndex q, PendingIo& io, wire::Status status, std::uint32_t latency_bytes);
     void complete_chain(wire::QueueIndex q, const virtq::Chain& chain, wire::Status status,
@@ -130,6 +133,15 @@ private:
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
     std::optional<DeferredPrepare> deferred_;
+    std::array<bool, wire::kQueueCount> rescan_{}; // a drain pass stopped at the queue size
+    static constexpr std::size_t kGatherBytes = 1024;
+    std::array<std::uint8_t, 4 * kGatherBytes> gather_{};
+    std::size_t gathered_ = 0;
+    static constexpr double kLogBurst = 20;
+    static constexpr Nanos kLogInterval = 100'000'000; // then 10 lines per second
+    mutable double log_tokens_ = kLogBurst;
+    mutable Nanos log_last_ = 0;
+    mutable std::uint64_t log_suppressed_ = 0, log_suppressed_total_ = 0;
     std::optional<Nanos> stall_began_; // set while serving requests that waited behind a PREPARE
     std::deque<wire::Event> events_;
     std::uint64_t events_dropped_ = 0;

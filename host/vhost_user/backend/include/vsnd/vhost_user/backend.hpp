@@ -22,6 +22,8 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -66,6 +68,11 @@ public:
     bool closed() const { return closed_; }
     bool device_attached() const { return attached_; }
 
+    // A front-end must send SET_OWNER within `stall_timeout` of connecting, and finish any message
+    // it has begun within it: the server serves one front-end at a time, so one that stalls would
+    // keep every later one out.
+    void set_stall_timeout(std::chrono::milliseconds t) { stall_timeout_ = t; }
+
 private:
     struct Ring {
         std::uint32_t num = 0;       // 0: not set
@@ -87,6 +94,7 @@ private:
 
     void read_some();
     void arm_read();
+    void arm_watchdog();
     void flush();
     void send_reply(std::uint32_t request, std::span<const std::uint8_t> payload);
     void handle(Message m);
@@ -112,6 +120,10 @@ private:
     std::vector<std::uint8_t> out_;   // replies not yet sent (the peer is not reading)
     bool writing_ = false;
     bool closed_ = false;
+    bool owner_ = false;           // SET_OWNER seen
+    bool watching_message_ = false;
+    std::chrono::milliseconds stall_timeout_{5000};
+    boost::asio::steady_timer watchdog_;
 
     std::uint64_t features_ = 0, protocol_features_ = 0;
     // Declared before the rings: DeviceQueues refer to memory_, which refers to mappings_.
@@ -125,15 +137,26 @@ private:
 
 // Listens on a Unix socket and serves one front-end at a time; the next one is accepted when the
 // current one has gone. The Server must outlive io_context::run().
+struct ServerOptions {
+    // Who may connect to the socket: its mode (default 0600: the user running vsnd-host, and
+    // root) and, optionally, its group (with a mode such as 0660 for a QEMU in that group).
+    mode_t mode = 0600;
+    std::optional<gid_t> group;
+    // A connection silent in its handshake or mid-message this long is closed (Connection).
+    std::chrono::milliseconds stall_timeout{5000};
+};
+
 class Server {
 public:
-    Server(boost::asio::io_context& io, device::SoundDevice& device, std::shared_ptr<spdlog::logger> log);
+    Server(boost::asio::io_context& io, device::SoundDevice& device, std::shared_ptr<spdlog::logger> log,
+           ServerOptions options = {});
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
     // Claims `path` (a stale socket file nobody listens on is replaced; a live one is an error),
-    // binds and starts accepting.
+    // binds it with the access asked for (no other user can connect even for an instant) and
+    // starts accepting.
     Expected<Done, std::string> listen(const std::filesystem::path& path);
     // Closes the listener and the current connection, removes the socket file.
     void stop();
@@ -149,6 +172,7 @@ private:
     boost::asio::io_context& io_;
     device::SoundDevice& device_;
     std::shared_ptr<spdlog::logger> log_;
+    ServerOptions access_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
     boost::asio::steady_timer retry_;
     std::filesystem::path path_;
