@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every vsnd test: installs what is missing (apt, idempotent), builds the normal, sanitizer and
-# fuzzer configurations, runs the GoogleTest suites in the first two (unit, integration and VM
+# Every vsnd test: installs what is missing (apt, idempotent), builds the normal, ASan+UBSan, TSan and
+# fuzzer configurations, runs the GoogleTest suites in the first three (unit, integration and VM
 # tests; see ctest labels) and each libFuzzer target for a while.
 #   VSND_FUZZ_SECONDS   seconds per fuzz target (default 20)
 set -euo pipefail
@@ -17,6 +17,10 @@ echo "== build (ASan + UBSan) and test"
 tests/setup.sh asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --preset asan -j "$jobs" -LE 'vm|bench'
+
+echo "== build (ThreadSanitizer) and test"
+tests/setup.sh tsan
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan -j "$jobs" -LE 'vm|bench'
 
 echo "== build (libFuzzer, clang-14) and fuzz ${fuzz_seconds}s per target"
 tests/setup.sh fuzz

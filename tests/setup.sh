@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vsnd needs from Debian bookworm (+ bookworm-backports) and builds it.
 # Idempotent: a second run installs nothing and only rebuilds what changed.
-#   usage: tests/setup.sh [preset]      (default preset: "default"; also "asan", "fuzz")
+#   usage: tests/setup.sh [preset]      (default preset: "default"; also "asan", "tsan", "fuzz")
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 preset=${1:-default}
