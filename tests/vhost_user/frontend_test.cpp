@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <unistd.h>
 #include <optional>
 #include <sys/stat.h>
 
@@ -248,6 +249,29 @@ TEST(VhostUserFrontend, SocketIsPrivateAndASilentClientCannotBlockTheNext) {
     EXPECT_EQ(rig.log_sink->count("in the middle of a message", spdlog::level::err), 1u) << rig.log_sink->dump();
 
     MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    ASSERT_TRUE(fe) << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    ASSERT_TRUE(drv.probe());
+    ASSERT_TRUE(play(drv, 4800));
+}
+
+// A front-end that shrinks the file behind guest memory after SET_MEM_TABLE: the back-end's next
+// ring access faults (SIGBUS), gets zero pages instead of dying, and closes that connection; the
+// next front-end plays.
+TEST(VhostUserFrontend, ShrunkGuestMemoryEndsTheConnectionNotTheDaemon) {
+    ServerRig rig;
+    MonotonicClock clock;
+    {
+        auto fe = Frontend::connect(rig.socket);
+        ASSERT_TRUE(fe) << fe.error();
+        driver::SoundDriver drv(**fe, clock);
+        ASSERT_TRUE(drv.probe());
+        ASSERT_EQ(::ftruncate((*fe)->memory_fd(), 0), 0);
+        (*fe)->kick(0); // only the eventfd: this side must not touch the memory now either
+        ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; })) << rig.log_sink->dump();
+        EXPECT_EQ(rig.log_sink->count("guest memory vanished", spdlog::level::err), 1u) << rig.log_sink->dump();
+    }
     auto fe = Frontend::connect(rig.socket);
     ASSERT_TRUE(fe) << fe.error();
     driver::SoundDriver drv(**fe, clock);

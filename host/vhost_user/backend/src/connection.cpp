@@ -1,4 +1,5 @@
 #include "vsnd/vhost_user/backend.hpp"
+#include "memory_guard.hpp"
 #include "vsnd/vhost_user/socket_io.hpp"
 
 #include <boost/asio/post.hpp>
@@ -29,11 +30,19 @@ const char* queue_name(unsigned q) {
 
 } // namespace
 
-Mapping::~Mapping() { ::munmap(base_, len_); }
+Mapping::Mapping(void* base, std::size_t len) : base_(base), len_(len), guard_slot_(memory_guard::add(base, len)) {}
+
+Mapping::~Mapping() {
+    memory_guard::remove(guard_slot_);
+    ::munmap(base_, len_);
+}
+
+bool Mapping::faulted() const { return memory_guard::faulted(guard_slot_); }
 
 Connection::Connection(boost::asio::io_context& io, Socket socket, device::SoundDevice& device,
                        std::shared_ptr<spdlog::logger> log, std::uint64_t id)
     : io_(io), socket_(std::move(socket)), device_(device), log_(std::move(log)), id_(id), watchdog_(io),
+      fault_watch_(io, ::dup(memory_guard::fault_fd())),
       loop_(io, device) {
     loop_.on_kick_error([this](wire::QueueIndex q, const std::string& why) {
         log_->error("connection {}: {} queue kick fd unreadable ({}); no longer watched", id_,
@@ -49,7 +58,26 @@ void Connection::start(std::function<void()> on_closed) {
     socket_.non_blocking(true, ec);
     log_->info("connection {}: front-end connected", id_);
     arm_watchdog(); // the handshake
+    arm_fault_watch();
     read_some();
+}
+
+// A guarded region faulted: the front-end shrank the file behind guest memory. The access that
+// faulted completed on zero pages; the connection ends here, the daemon lives on.
+void Connection::arm_fault_watch() {
+    fault_watch_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                            [weak = weak_from_this()](const boost::system::error_code& ec) {
+                                auto self = weak.lock();
+                                if (!self || self->closed_ || ec) return;
+                                std::uint64_t v;
+                                [[maybe_unused]] ssize_t n = ::read(self->fault_watch_.native_handle(), &v, sizeof v);
+                                for (const auto& m : self->mappings_)
+                                    if (m->faulted())
+                                        return self->close("guest memory vanished under a mapped region (the front-end "
+                                                           "shrank its file: SIGBUS); zero pages were mapped in its place",
+                                                           true);
+                                self->arm_fault_watch();
+                            });
 }
 
 // Closes a front-end that has not sent SET_OWNER, or has stopped in the middle of a message, for
@@ -415,6 +443,7 @@ void Connection::teardown() {
     }
     boost::system::error_code ec;
     watchdog_.cancel();
+    fault_watch_.cancel(ec);
     loop_.stop();
     socket_.close(ec);
     memory_.clear();

@@ -38,17 +38,21 @@ inline constexpr std::uint64_t kOfferedFeatures =
 inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolMq | kProtocolReplyAck | kProtocolConfig; // 0x209
 
 // A guest memory region mapped here (MAP_SHARED from the front-end's fd).
+// One region of the front-end's memory, mapped; guarded against the file shrinking (SIGBUS turns
+// into zero pages and faulted(): see backend/src/memory_guard.hpp).
 class Mapping {
 public:
-    Mapping(void* base, std::size_t len) : base_(base), len_(len) {}
+    Mapping(void* base, std::size_t len);
     ~Mapping();
     Mapping(const Mapping&) = delete;
     Mapping& operator=(const Mapping&) = delete;
     std::uint8_t* data() const { return static_cast<std::uint8_t*>(base_); }
+    bool faulted() const;
 
 private:
     void* base_;
     std::size_t len_;
+    int guard_slot_;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -95,6 +99,7 @@ private:
     void read_some();
     void arm_read();
     void arm_watchdog();
+    void arm_fault_watch();
     void flush();
     void send_reply(std::uint32_t request, std::span<const std::uint8_t> payload);
     void handle(Message m);
@@ -124,6 +129,7 @@ private:
     bool watching_message_ = false;
     std::chrono::milliseconds stall_timeout_{5000};
     boost::asio::steady_timer watchdog_;
+    boost::asio::posix::stream_descriptor fault_watch_; // guarded guest memory faulted (SIGBUS)
 
     std::uint64_t features_ = 0, protocol_features_ = 0;
     // Declared before the rings: DeviceQueues refer to memory_, which refers to mappings_.

@@ -42,6 +42,8 @@ public:
     std::uint64_t device_features() override { return acked_features_; }
     virtq::DriverQueue& queue(unsigned index) override { return *queues_.at(index); }
     void kick(unsigned index) override;
+    // The memfd behind "guest memory", for hostile tests (shrinking it under the back-end).
+    int memory_fd() const { return memfd_.get(); }
     std::optional<driver::DmaBuffer> allocate(std::size_t bytes, std::size_t align = 64) override;
     void release(const driver::DmaBuffer& b) override { dma_.release(b); }
     int interrupt_fd() override { return calls_set_ ? calls_set_->fd() : -1; }
