@@ -89,9 +89,10 @@ wire::Config SoundDevice::config() const {
 void SoundDevice::log(const std::string& msg) const {
     if (!log_) return;
     const Nanos now = clock_.now();
-    const double refill = static_cast<double>(now - log_last_) / static_cast<double>(kLogInterval);
-    log_tokens_ = std::min<double>(kLogBurst, log_tokens_ + std::max(0.0, refill));
-    log_last_ = now;
+    if (now > log_last_) { // a clock that stepped back refills nothing
+        log_tokens_ = std::min<double>(kLogBurst, log_tokens_ + static_cast<double>(now - log_last_) / kLogInterval);
+        log_last_ = now;
+    }
     if (log_tokens_ < 1.0) {
         ++log_suppressed_;
         return;
@@ -608,8 +609,11 @@ void SoundDevice::pump_input(Stream& s) {
 
 void SoundDevice::process() {
     if (!attached()) return;
-    for (unsigned q = 0; q < wire::kQueueCount; ++q)
-        if (rescan_[q] && q != static_cast<unsigned>(wire::QueueIndex::Event)) drain_queue(static_cast<wire::QueueIndex>(q));
+    for (unsigned q = 0; q < wire::kQueueCount; ++q) {
+        if (!rescan_[q]) continue;
+        if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
+        else drain_queue(static_cast<wire::QueueIndex>(q));
+    }
     settle_prepare();
     for (auto& sp : streams_) {
         Stream& s = *sp;
@@ -687,7 +691,15 @@ void SoundDevice::queue_event(Code type, std::uint32_t data) {
 
 void SoundDevice::deliver_events() {
     auto* q = queues_[static_cast<unsigned>(wire::QueueIndex::Event)];
-    while (!events_.empty()) {
+    auto& more = rescan_[static_cast<unsigned>(wire::QueueIndex::Event)];
+    more = false;
+    // At most a queue's worth of buffers per pass, like drain_queue: a guest republishing bad
+    // event buffers while an event waits cannot hold the loop.
+    for (unsigned n = 0; !events_.empty(); ++n) {
+        if (n == q->size()) {
+            more = q->has_available();
+            break;
+        }
         auto r = q->pop();
         if (!r) break;
         if (!*r) {

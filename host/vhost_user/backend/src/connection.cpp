@@ -83,10 +83,14 @@ void Connection::arm_fault_watch() {
 // Closes a front-end that has not sent SET_OWNER, or has stopped in the middle of a message, for
 // the stall timeout.
 void Connection::arm_watchdog() {
+    if (stall_timeout_.count() <= 0) return; // switched off
+    // A handler already queued when the timer is re-armed or cancelled still runs: the generation
+    // tells it that it is stale.
+    const std::uint64_t gen = ++watch_gen_;
     watchdog_.expires_after(stall_timeout_);
-    watchdog_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    watchdog_.async_wait([weak = weak_from_this(), gen](const boost::system::error_code& ec) {
         auto self = weak.lock();
-        if (!self || self->closed_ || ec) return;
+        if (!self || self->closed_ || ec || gen != self->watch_gen_) return;
         if (!self->owner_)
             return self->close(fmt::format("no SET_OWNER within {} ms of connecting", self->stall_timeout_.count()), true);
         if (self->reader_.mid_message())
@@ -126,6 +130,7 @@ void Connection::read_some() {
             handle(std::move(**m));
             if (owner_ && watching_message_ && !reader_.mid_message()) {
                 watching_message_ = false;
+                ++watch_gen_;
                 watchdog_.cancel();
             }
         }
@@ -207,7 +212,10 @@ Connection::Outcome Connection::dispatch(Message& m) {
     case Request::SetOwner:
         if (!owner_) {
             owner_ = true;
-            if (!watching_message_) watchdog_.cancel(); // the handshake is done
+            if (!watching_message_) { // the handshake is done
+                ++watch_gen_;
+                watchdog_.cancel();
+            }
         }
         return ok;
     case Request::GetProtocolFeatures: return reply_u64(kOfferedProtocolFeatures);

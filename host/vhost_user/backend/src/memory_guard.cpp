@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -24,28 +25,30 @@ std::atomic<int> g_fault_fd{-1};
 struct sigaction g_previous {};
 
 void on_sigbus(int sig, siginfo_t* info, void* ctx) {
+    const int saved_errno = errno;
     const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
     for (auto& s : g_slots) {
         const std::uintptr_t base = s.base.load(std::memory_order_acquire);
         const std::size_t len = s.len.load(std::memory_order_acquire);
-        if (!base || addr < base || addr - base >= len) continue;
+        if (base <= 1 || addr < base || addr - base >= len) continue; // 1: being claimed
         // mmap and write are plain system calls: safe here. The access is restarted and succeeds.
-        if (::mmap(reinterpret_cast<void*>(base), len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0) == MAP_FAILED)
+        // NORESERVE like the original mapping: a large region must not fail on commit accounting.
+        if (::mmap(reinterpret_cast<void*>(base), len, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED)
             break;
         s.faulted.store(true, std::memory_order_release);
         const std::uint64_t one = 1;
         [[maybe_unused]] ssize_t n = ::write(g_fault_fd.load(std::memory_order_relaxed), &one, sizeof one);
+        errno = saved_errno;
         return;
     }
-    // Not guest memory: whatever handled SIGBUS before (by default: terminate with a core).
-    if (g_previous.sa_flags & SA_SIGINFO) {
-        if (g_previous.sa_sigaction) return g_previous.sa_sigaction(sig, info, ctx);
-    } else if (g_previous.sa_handler != SIG_IGN && g_previous.sa_handler != SIG_DFL && g_previous.sa_handler) {
-        return g_previous.sa_handler(sig);
-    }
+    errno = saved_errno;
+    // Not guest memory: the handler before ours (a sanitizer's, say), or the default action: with
+    // SIG_DFL restored, returning re-runs the faulting access and the core shows where it was.
+    const bool previous_is_function = g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN;
+    if (previous_is_function && (g_previous.sa_flags & SA_SIGINFO)) return g_previous.sa_sigaction(sig, info, ctx);
+    if (previous_is_function) return g_previous.sa_handler(sig);
     ::signal(SIGBUS, SIG_DFL);
-    ::raise(SIGBUS);
 }
 
 void install_once() {
@@ -62,11 +65,17 @@ void install_once() {
 
 } // namespace
 
+// Installed when the program starts, so that the eventfd exists before anyone counts fds and the
+// handler sits above whatever a sanitizer installed at its own start.
+[[maybe_unused]] const bool g_installed = (install_once(), true);
+
 int add(void* base, std::size_t len) {
     install_once();
     for (int i = 0; i < kSlots; ++i) {
         auto& s = g_slots[static_cast<std::size_t>(i)];
-        if (s.base.load(std::memory_order_relaxed)) continue;
+        // Claimed with a marker first (never a valid address), then filled, then published.
+        std::uintptr_t expected = 0;
+        if (!s.base.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) continue;
         s.faulted.store(false, std::memory_order_relaxed);
         s.len.store(len, std::memory_order_release);
         s.base.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_release);

@@ -3,7 +3,8 @@
 // the lost pages raises SIGBUS and would kill the daemon. The guard answers such a SIGBUS by
 // mapping anonymous zero pages over the whole region, so the access completes (reading zeros,
 // writing into nothing), and by flagging the region and signalling an eventfd, so its connection
-// closes on the next turn of the loop. A SIGBUS anywhere else keeps its default action.
+// closes on the next turn of the loop. A SIGBUS anywhere else goes to the handler installed
+// before ours, or takes the default action. The handler is installed when the program starts.
 //
 // Threads: add()/remove() on the device loop's thread (the only one that touches guest memory);
 // the signal handler runs on whichever thread faulted. A fixed table, no allocation in the handler.

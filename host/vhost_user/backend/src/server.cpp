@@ -55,17 +55,17 @@ Expected<Done, std::string> Server::listen(const std::filesystem::path& path) {
     const boost::asio::local::stream_protocol::endpoint ep(path.string());
     acceptor_.open(ep.protocol(), ec);
     if (!ec) {
-        // The socket is created owner-only (umask for the bind; the program is single-threaded
-        // here), then given the mode and group asked for.
-        const mode_t old = ::umask(0177);
-        acceptor_.bind(ep, ec);
-        ::umask(old);
+        // Linux binds a socket file with the socket inode's mode (minus the umask): owner-only
+        // from its first instant, then given the mode and group asked for. (No process-wide umask:
+        // backend threads may be creating files.)
+        if (::fchmod(acceptor_.native_handle(), 0600) != 0) ec = boost::system::error_code(errno, boost::system::system_category());
+        else acceptor_.bind(ep, ec);
     }
     if (ec) {
         acceptor_.close();
         return Unexpected{fmt::format("cannot listen on {}: {}", path.string(), ec.message())};
     }
-    if (access_.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *access_.group) != 0) {
+    if (access_.group && ::lchown(path.c_str(), static_cast<uid_t>(-1), *access_.group) != 0) {
         const int e = errno;
         acceptor_.close();
         ::unlink(path.c_str());

@@ -16,6 +16,7 @@
 
 #include <grp.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -47,6 +48,11 @@ int main(int argc, char** argv) {
             return std::stoul(v, nullptr, 8) & ~0777ul ? "only permission bits (0..0777): " + v : std::string{};
         });
     app.add_option("--socket-group", socket_group, "group of the socket (name or number), e.g. with --socket-mode 0660");
+    unsigned stall_timeout_ms = 5000;
+    app.add_option("--stall-timeout-ms", stall_timeout_ms,
+                   "close a front-end that has not sent SET_OWNER, or stops mid-message, for this long (0: never; "
+                   "for a QEMU that adds the device long after creating its chardev)")
+        ->capture_default_str();
     // Backends by name (device::BackendRegistry): the factory picks one.
     device::BackendRegistry registry;
     backends::register_null_backend(registry);
@@ -142,6 +148,7 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     vhost_user::ServerOptions access;
     access.mode = static_cast<mode_t>(std::stoul(socket_mode, nullptr, 8));
+    access.stall_timeout = std::chrono::milliseconds(stall_timeout_ms);
     if (!socket_group.empty()) {
         if (const group* g = ::getgrnam(socket_group.c_str())) access.group = g->gr_gid;
         else if (socket_group.size() <= 9 && socket_group.find_first_not_of("0123456789") == std::string::npos) access.group = static_cast<gid_t>(std::stoul(socket_group));

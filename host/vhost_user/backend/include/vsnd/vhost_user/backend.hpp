@@ -37,9 +37,8 @@ inline constexpr std::uint64_t kOfferedFeatures =
     kFeatureVersion1 | kFeatureRingIndirectDesc | kFeatureRingEventIdx | kFeatureProtocolFeatures;
 inline constexpr std::uint64_t kOfferedProtocolFeatures = kProtocolMq | kProtocolReplyAck | kProtocolConfig; // 0x209
 
-// A guest memory region mapped here (MAP_SHARED from the front-end's fd).
-// One region of the front-end's memory, mapped; guarded against the file shrinking (SIGBUS turns
-// into zero pages and faulted(): see backend/src/memory_guard.hpp).
+// A guest memory region mapped here (MAP_SHARED from the front-end's fd), guarded against the file
+// shrinking (the SIGBUS turns into zero pages and faulted(): backend/src/memory_guard.hpp).
 class Mapping {
 public:
     Mapping(void* base, std::size_t len);
@@ -127,6 +126,7 @@ private:
     bool closed_ = false;
     bool owner_ = false;           // SET_OWNER seen
     bool watching_message_ = false;
+    std::uint64_t watch_gen_ = 0;
     std::chrono::milliseconds stall_timeout_{5000};
     boost::asio::steady_timer watchdog_;
     boost::asio::posix::stream_descriptor fault_watch_; // guarded guest memory faulted (SIGBUS)
@@ -148,7 +148,8 @@ struct ServerOptions {
     // root) and, optionally, its group (with a mode such as 0660 for a QEMU in that group).
     mode_t mode = 0600;
     std::optional<gid_t> group;
-    // A connection silent in its handshake or mid-message this long is closed (Connection).
+    // A connection silent in its handshake or mid-message this long is closed (Connection); 0:
+    // never (a QEMU that creates the chardev long before it adds the device).
     std::chrono::milliseconds stall_timeout{5000};
 };
 
