@@ -57,16 +57,33 @@ public:
     device::Waker waker;
 };
 
+// The simulated world around one of this file's backends: device, shared-memory transport and
+// driver on one simulated clock (SimRig, with any backend in place of its simulated card).
+struct BackendRig {
+    BackendRig(SimulatedClock& clock, device::AudioBackend& backend, device::Topology topology)
+        : clock(clock), dev(std::move(topology), backend, clock), link((t.publish_config(dev.config(), 0), t), dev, clock),
+          drv(link, clock) {}
+    // 250 µs more of the device's time, then what the driver got: answers, expired requests.
+    void step() {
+        link.run_until(clock.now() + 250'000);
+        drv.on_interrupt();
+        drv.expire(clock.now());
+    }
+    SimulatedClock& clock;
+    transport::LoopbackTransport t;
+    device::SoundDevice dev;
+    transport::SimulatedLink link;
+    driver::SoundDriver drv;
+};
+
 // One 480-frame period at 48 kHz completes when its last frame is audible: 10 ms after start at
 // the nominal rate, 10 ms / ratio by a backend clock that runs `ratio` fast.
 Nanos completion_deadline(double ratio) {
     SimulatedClock clock;
     ScriptedBackend backend(clock, ratio, 1 << 20);
-    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
-    transport::LoopbackTransport t;
-    t.publish_config(dev.config(), 0);
-    transport::SimulatedLink link(t, dev, clock);
-    driver::SoundDriver drv(link, clock);
+    BackendRig rig(clock, backend, device::Topology::standard(1, 0));
+    auto& dev = rig.dev;
+    auto& drv = rig.drv;
     EXPECT_TRUE(drv.probe());
     auto& s = drv.stream(0);
     EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
@@ -189,11 +206,8 @@ struct DeferredPrepareRun {
 DeferredPrepareRun run_deferred_prepare(Nanos open_takes, bool fail) {
     SimulatedClock clock;
     GatedBackend backend(clock, open_takes, fail);
-    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
-    transport::LoopbackTransport t;
-    t.publish_config(dev.config(), 0);
-    transport::SimulatedLink link(t, dev, clock);
-    driver::SoundDriver drv(link, clock);
+    BackendRig rig(clock, backend, device::Topology::standard(1, 0));
+    auto& drv = rig.drv;
     EXPECT_TRUE(drv.probe());
     auto& s = drv.stream(0);
     EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
@@ -209,11 +223,7 @@ DeferredPrepareRun run_deferred_prepare(Nanos open_takes, bool fail) {
     const auto info = wire::encode(wire::QueryInfo{wire::Code::PcmInfo, 0, 1, wire::wire_size<wire::PcmInfo>});
     EXPECT_TRUE(drv.control_async(info, wire::wire_size<wire::PcmInfo>,
                                   [&](const driver::Result&, std::span<const std::uint8_t>) { run.answers.push_back("info"); }));
-    for (int i = 0; i < 4 * 1000 * 2 && run.answers.size() < 2; ++i) {
-        link.run_until(clock.now() + 250'000);
-        drv.on_interrupt();
-        drv.expire(clock.now());
-    }
+    for (int i = 0; i < 4 * 1000 * 2 && run.answers.size() < 2; ++i) rig.step();
     return run;
 }
 
@@ -248,11 +258,8 @@ TEST(BackendInterface, PrepareTimesOutBeforeTheGuestDoes) {
 TEST(BackendInterface, RequestsQueuedBehindASlowPrepareShareItsTimeout) {
     SimulatedClock clock;
     GatedBackend backend(clock, 600'000'000, false);
-    device::SoundDevice dev(device::Topology::standard(2, 0), backend, clock);
-    transport::LoopbackTransport t;
-    t.publish_config(dev.config(), 0);
-    transport::SimulatedLink link(t, dev, clock);
-    driver::SoundDriver drv(link, clock);
+    BackendRig rig(clock, backend, device::Topology::standard(2, 0));
+    auto& drv = rig.drv;
     ASSERT_TRUE(drv.probe());
     for (unsigned i = 0; i < 2; ++i) ASSERT_TRUE(drv.stream(i).set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
     const Nanos t0 = clock.now();
@@ -265,11 +272,7 @@ TEST(BackendInterface, RequestsQueuedBehindASlowPrepareShareItsTimeout) {
             ok[i] = r.has_value();
         }));
     }
-    for (int i = 0; i < 8000 && answered[1] < 0; ++i) {
-        link.run_until(clock.now() + 250'000);
-        drv.on_interrupt();
-        drv.expire(clock.now());
-    }
+    for (int i = 0; i < 8000 && answered[1] < 0; ++i) rig.step();
     EXPECT_TRUE(ok[0]);
     EXPECT_GE(answered[0], 600'000'000);
     EXPECT_FALSE(ok[1]) << "IO_ERR";
@@ -281,13 +284,10 @@ TEST(BackendInterface, RequestsQueuedBehindASlowPrepareShareItsTimeout) {
     ASSERT_TRUE(drv.control_async(start, 0, [&](const driver::Result& r, std::span<const std::uint8_t>) {
         start_status = r ? wire::Status::Ok : r.error().status;
     }));
-    for (int i = 0; i < 100 && !start_status; ++i) {
-        link.run_until(clock.now() + 250'000);
-        drv.on_interrupt();
-    }
+    for (int i = 0; i < 100 && !start_status; ++i) rig.step();
     ASSERT_TRUE(start_status);
     EXPECT_EQ(*start_status, wire::Status::BadMsg);
-    EXPECT_EQ(dev.stats(1).state, device::PcmState::ParamsSet);
+    EXPECT_EQ(rig.dev.stats(1).state, device::PcmState::ParamsSet);
 }
 
 TEST(BackendInterface, CapabilitiesNarrowTheTopology) {

@@ -61,6 +61,16 @@ std::vector<std::uint8_t> read_wav(const std::filesystem::path& p) {
     return (*r)->read_all({kFmt, 48000, 2});
 }
 
+// After a hostile client: a proper front-end still gets a working device.
+::testing::AssertionResult a_new_front_end_plays(ServerRig& rig, std::uint64_t frames = 4800) {
+    MonotonicClock clock;
+    auto fe = Frontend::connect(rig.socket);
+    if (!fe) return ::testing::AssertionFailure() << fe.error();
+    driver::SoundDriver drv(**fe, clock);
+    if (auto r = drv.probe(); !r) return ::testing::AssertionFailure() << r.error().message;
+    return play(drv, frames);
+}
+
 TEST(VhostUserFrontend, NegotiatesLikeQemu) {
     ServerRig rig;
     auto fe = Frontend::connect(rig.socket);
@@ -209,13 +219,7 @@ TEST(VhostUserFrontend, ServerSurvivesHostileFrontEnds) {
     ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 5; })) << rig.log_sink->dump();
     EXPECT_GE(rig.log_sink->count("closed: malformed message", spdlog::level::err), 2u) << rig.log_sink->dump();
 
-    // And a proper front-end still gets a working device.
-    MonotonicClock clock;
-    auto fe = Frontend::connect(rig.socket);
-    ASSERT_TRUE(fe) << fe.error();
-    driver::SoundDriver drv(**fe, clock);
-    ASSERT_TRUE(drv.probe());
-    ASSERT_TRUE(play(drv, 9600));
+    EXPECT_TRUE(a_new_front_end_plays(rig, 9600));
     EXPECT_EQ(rig.server.connections_accepted(), 6u);
 }
 
@@ -248,12 +252,7 @@ TEST(VhostUserFrontend, SocketIsPrivateAndASilentClientCannotBlockTheNext) {
     EXPECT_EQ(rig.log_sink->count("no SET_OWNER within", spdlog::level::err), 1u) << rig.log_sink->dump();
     EXPECT_EQ(rig.log_sink->count("in the middle of a message", spdlog::level::err), 1u) << rig.log_sink->dump();
 
-    MonotonicClock clock;
-    auto fe = Frontend::connect(rig.socket);
-    ASSERT_TRUE(fe) << fe.error();
-    driver::SoundDriver drv(**fe, clock);
-    ASSERT_TRUE(drv.probe());
-    ASSERT_TRUE(play(drv, 4800));
+    EXPECT_TRUE(a_new_front_end_plays(rig));
 }
 
 // A front-end that shrinks the file behind guest memory after SET_MEM_TABLE: the back-end's next
@@ -272,11 +271,7 @@ TEST(VhostUserFrontend, ShrunkGuestMemoryEndsTheConnectionNotTheDaemon) {
         ASSERT_TRUE(eventually([&] { return rig.server.connections_closed() == 1; })) << rig.log_sink->dump();
         EXPECT_EQ(rig.log_sink->count("guest memory vanished", spdlog::level::err), 1u) << rig.log_sink->dump();
     }
-    auto fe = Frontend::connect(rig.socket);
-    ASSERT_TRUE(fe) << fe.error();
-    driver::SoundDriver drv(**fe, clock);
-    ASSERT_TRUE(drv.probe());
-    ASSERT_TRUE(play(drv, 4800));
+    EXPECT_TRUE(a_new_front_end_plays(rig));
 }
 
 TEST(VhostUserFrontend, FrontEndNoticesTheBackendGoing) {

@@ -191,7 +191,7 @@ private:
     std::thread thread_;
     std::vector<std::shared_ptr<AlsaStream>> predecessors_; // audio thread: waits, then drops them
 
-    // Written by the audio thread while opening, read by the device thread only once open_kind_
+    // Written by the audio thread while opening, read by the device thread only once open_state_
     // says Ready (release/acquire).
     Setup setup_;
     Nanos period_ns_ = 0;
@@ -203,8 +203,7 @@ private:
     std::vector<std::uint8_t> scratch_; // capture: frames read and dropped when the ring is full
 
     // Shared between the threads.
-    std::atomic<int> open_kind_{device::OpenState::Opening};
-    std::array<char, 512> open_msg_{}; // Failed: why; written before open_kind_ is released
+    device::OpenStateSlot open_state_;
     std::atomic<std::uint32_t> cmd_seq_{0}, ack_seq_{0};
     std::atomic<bool> want_running_{false}, quit_{false}, closed_{false};
     std::atomic<std::uint64_t> stop_target_{0}; // published before cmd_seq_ (release)
@@ -263,19 +262,13 @@ void AlsaStream::launch(std::shared_ptr<AlsaStream> self) {
             }
         self->predecessors_.clear();
         if (self->quit_.load(std::memory_order_acquire)) {
-            std::snprintf(self->open_msg_.data(), self->open_msg_.size(), "closed before it opened");
-            self->open_kind_.store(device::OpenState::Failed, std::memory_order_seq_cst);
+            self->open_state_.publish("closed before it opened");
             self->finish();
             return;
         }
-        const auto error = self->open_pcm();
+        auto error = self->open_pcm();
         const bool opened = !error;
-        if (error) {
-            std::snprintf(self->open_msg_.data(), self->open_msg_.size(), "%s", error->c_str());
-            self->open_kind_.store(device::OpenState::Failed, std::memory_order_seq_cst);
-        } else {
-            self->open_kind_.store(device::OpenState::Ready, std::memory_order_seq_cst);
-        }
+        self->open_state_.publish(std::move(error));
         // seq_cst with the waker slot and the device's open_state() load: either the device sees
         // the new state right after setting the waker, or this wake-up reaches it.
         self->waker_.wake();
@@ -319,11 +312,7 @@ void AlsaStream::finish() {
     closed_.notify_all();
 }
 
-device::OpenState AlsaStream::open_state() {
-    const int k = open_kind_.load(std::memory_order_seq_cst);
-    if (k == device::OpenState::Failed) return {device::OpenState::Failed, open_msg_.data()};
-    return {static_cast<device::OpenState::Kind>(k), {}};
-}
+device::OpenState AlsaStream::open_state() { return open_state_.load(); }
 
 // ---- device thread ------------------------------------------------------------------------------
 
@@ -1030,7 +1019,7 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> AlsaBackend::open(
 }
 
 // Audio thread, first thing: opens and configures the PCM, sizes the host buffers. Nothing it
-// sets is read by the device thread before open_kind_ says Ready.
+// sets is read by the device thread before open_state_ says Ready.
 std::optional<std::string> AlsaStream::open_pcm() {
     const std::string& pcm_name = setup_.pcm_name;
     const device::StreamFormat& fmt = setup_.fmt;

@@ -27,8 +27,7 @@ struct WavBackend::SinkFile {
     SinkFile(std::size_t ring_bytes, std::shared_ptr<const PlaybackRecord> rec) : ring(ring_bytes), record(std::move(rec)) {}
     SpscByteRing ring;                               // device thread pushes, file thread pops
     std::shared_ptr<const PlaybackRecord> record;    // complete once `closing` is set
-    std::atomic<int> open_kind{device::OpenState::Opening};
-    std::string open_error;                          // written before open_kind says Failed
+    device::OpenStateSlot open_state;
     std::atomic<bool> closing{false};                // device thread: no more frames, no more runs
     std::atomic<std::uint64_t> dropped_frames{0};    // the ring was full (the disk stalled > 2 s)
     device::WakerSlot waker;
@@ -188,9 +187,7 @@ public:
         thread_.ring();
     }
     device::OpenState open_state() override {
-        const int k = file_->open_kind.load(std::memory_order_seq_cst);
-        if (k == device::OpenState::Failed) return {device::OpenState::Failed, file_->open_error};
-        return {static_cast<device::OpenState::Kind>(k), {}};
+        return file_->open_state.load();
     }
     void set_waker(device::Waker w) override { file_->waker.set(std::move(w)); }
 
@@ -266,9 +263,8 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
             std::optional<std::string> error;
             if (file->closing.load(std::memory_order_acquire)) error = "closed before it opened";
             else error = open_output(*file, stream_id, spec);
-            if (error) file->open_error = std::move(*error);
-            else thread->adopt(file);
-            file->open_kind.store(error ? device::OpenState::Failed : device::OpenState::Ready, std::memory_order_seq_cst);
+            if (!error) thread->adopt(file);
+            file->open_state.publish(std::move(error));
             file->waker.wake();
         });
         return std::unique_ptr<device::BackendStream>(

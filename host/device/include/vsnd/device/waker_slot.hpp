@@ -1,12 +1,16 @@
-// Where a backend stream keeps the device's waker: set once on the device thread (right after
-// open), called from the backend's own thread. The store and the load are sequentially
-// consistent, so a backend thread that publishes a state change (seq_cst) and then wakes cannot
-// miss a waker that the device set just before reading that state: one of the two sees the other.
+// What a backend stream that opens on its own thread shares with the device thread: the device's
+// waker (WakerSlot: set once on the device thread right after open, called from the backend's
+// thread) and the result of the open (OpenStateSlot: published once by the backend's thread, read
+// by the device thread). Both are sequentially consistent, so a backend thread that publishes
+// the open and then wakes cannot miss a waker that the device set just before reading the state:
+// one of the two sees the other.
 #pragma once
 
 #include "vsnd/device/audio_backend.hpp"
 
 #include <atomic>
+#include <optional>
+#include <string>
 
 namespace vsnd::device {
 
@@ -27,6 +31,24 @@ public:
 private:
     Waker storage_;                        // written once, before slot_ is published
     std::atomic<const Waker*> slot_{nullptr};
+};
+
+class OpenStateSlot {
+public:
+    // Backend thread, once: the open finished; `error` says why it failed, if it did.
+    void publish(std::optional<std::string> error) {
+        if (error) error_ = std::move(*error);
+        kind_.store(error ? OpenState::Failed : OpenState::Ready, std::memory_order_seq_cst);
+    }
+    // Device thread: Opening until publish().
+    OpenState load() const {
+        const auto k = static_cast<OpenState::Kind>(kind_.load(std::memory_order_seq_cst));
+        return {k, k == OpenState::Failed ? error_ : std::string{}};
+    }
+
+private:
+    std::string error_;                       // written before kind_ says Failed
+    std::atomic<int> kind_{OpenState::Opening};
 };
 
 } // namespace vsnd::device
