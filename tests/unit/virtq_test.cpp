@@ -433,6 +433,13 @@ TEST(Virtq, RingLayoutAlignedAndDisjoint) {
     EXPECT_NE(ring_layout_error({m, m + 0x2000, m + 0x2000}, n), nullptr) << "used over avail";
     EXPECT_NE(ring_layout_error({m, m + 0x3f0, m + 0x4000}, n), nullptr) << "avail inside the table";
     EXPECT_NE(ring_layout_error({m + 0x4000 + 0x200, m + 0x2000, m + 0x4000}, n), nullptr) << "table over used";
+    // Across queues: a used ring over any part of another queue's ring.
+    const RingAddresses tx{m, m + 0x2000, m + 0x4000};
+    EXPECT_EQ(used_ring_overlap(tx, n, {m + 0x6000, m + 0x7000, m + 0x8000}, n), nullptr);
+    EXPECT_STREQ(used_ring_overlap(tx, n, {m + 0x6000, m + 0x4000 + 0x204, m + 0x8000}, n), "available ring");
+    EXPECT_STREQ(used_ring_overlap(tx, n, {m + 0x3f00, m + 0x7000, m + 0x8000}, n), "descriptor table");
+    EXPECT_STREQ(used_ring_overlap(tx, n, {m + 0x6000, m + 0x7000, m + 0x4000}, n), "used ring");
+    EXPECT_EQ(used_ring_overlap(tx, n, {m + 0x4000 + 0x208, m + 0x7000, m + 0x8000}, n), nullptr) << "just after it";
 }
 
 TEST(Virtq, DriverRefusesReadableAfterWritableAndFullRing) {

@@ -2,6 +2,7 @@
 // backend, real time): playback bit-exact into the WAV file, capture bit-exact from one, a front-end
 // that vanishes mid-stream followed by a new one, and hostile front-ends the server survives.
 #include "support.hpp"
+#include "../support/frontend_play.hpp"
 
 #include "vsnd/driver/sound_driver.hpp"
 #include "vsnd/vhost_user/frontend.hpp"
@@ -18,39 +19,7 @@ namespace {
 
 using namespace vsnd::vhost_user;
 
-constexpr auto kFmt = wire::PcmFormat::S16;
-const driver::PcmConfig kCfg{kFmt, 48000, 2, 480, 4, 0}; // 10 ms periods
-
-// Plays frames [0, frames) of the signal; stops early (returning false) after `stop_after` frames
-// were written if given.
-::testing::AssertionResult play(driver::SoundDriver& drv, std::uint64_t frames,
-                                std::optional<std::uint64_t> stop_after = std::nullopt) {
-    auto& s = drv.stream(0);
-    if (auto r = s.set_params(kCfg); !r) return ::testing::AssertionFailure() << r.error().message;
-    if (auto r = s.prepare(); !r) return ::testing::AssertionFailure() << r.error().message;
-    audio::TestSignal sig(kFmt, 2);
-    std::vector<std::uint8_t> buf(s.period_bytes());
-    std::uint64_t written = 0;
-    bool started = false;
-    while (written < frames || s.in_flight()) {
-        if (stop_after && written >= *stop_after) return ::testing::AssertionSuccess();
-        if (written < frames && s.writable_bytes() >= buf.size()) {
-            sig.fill(buf, written);
-            written += s.write(buf) / s.frame_bytes();
-            if (!started && written >= 2 * kCfg.period_frames) {
-                if (auto r = s.start(); !r) return ::testing::AssertionFailure() << r.error().message;
-                started = true;
-            }
-            continue;
-        }
-        if (!drv.wait(kNanosPerSecond))
-            return ::testing::AssertionFailure() << "no interrupt for 1 s (written " << written << ", in flight "
-                                                 << s.in_flight() << ")";
-    }
-    if (auto r = s.stop(); !r) return ::testing::AssertionFailure() << r.error().message;
-    if (auto r = s.release(); !r) return ::testing::AssertionFailure() << r.error().message;
-    return ::testing::AssertionSuccess();
-}
+constexpr auto kFmt = kPlayFormat;
 
 std::vector<std::uint8_t> read_wav(const std::filesystem::path& p) {
     auto r = audio::WavFileReader::open(p);
@@ -63,12 +32,7 @@ std::vector<std::uint8_t> read_wav(const std::filesystem::path& p) {
 
 // After a hostile client: a proper front-end still gets a working device.
 ::testing::AssertionResult a_new_front_end_plays(ServerRig& rig, std::uint64_t frames = 4800) {
-    MonotonicClock clock;
-    auto fe = Frontend::connect(rig.socket);
-    if (!fe) return ::testing::AssertionFailure() << fe.error();
-    driver::SoundDriver drv(**fe, clock);
-    if (auto r = drv.probe(); !r) return ::testing::AssertionFailure() << r.error().message;
-    return play(drv, frames);
+    return front_end_plays(rig.socket, frames);
 }
 
 TEST(VhostUserFrontend, NegotiatesLikeQemu) {

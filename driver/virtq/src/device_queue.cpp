@@ -37,6 +37,21 @@ const char* ring_layout_error(const RingAddresses& r, std::uint16_t queue_size) 
     return nullptr;
 }
 
+const char* used_ring_overlap(const RingAddresses& writer, std::uint16_t writer_size, const RingAddresses& other,
+                              std::uint16_t other_size) {
+    const auto w = reinterpret_cast<std::uintptr_t>(writer.used);
+    const std::size_t wn = ring_bytes(writer_size).used;
+    const RingSizes n = ring_bytes(other_size);
+    auto overlaps = [&](const std::uint8_t* p, std::size_t len) {
+        const auto x = reinterpret_cast<std::uintptr_t>(p);
+        return w < x + len && x < w + wn;
+    };
+    if (overlaps(other.desc, n.desc)) return "descriptor table";
+    if (overlaps(other.avail, n.avail)) return "available ring";
+    if (overlaps(other.used, n.used)) return "used ring";
+    return nullptr;
+}
+
 DeviceQueue::DeviceQueue(const GuestMemory& mem, QueueConfig cfg, std::uint16_t next_avail)
     : mem_(mem), cfg_(cfg), next_avail_(next_avail),
       used_idx_(load_acquire16(cfg.rings.used + kIdx)), signalled_used_(used_idx_), in_use_(cfg.size, false) {}

@@ -390,6 +390,16 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
             r.base);
         queues[q] = r.queue.get();
     }
+    for (unsigned q = 0; q < wire::kQueueCount; ++q)
+        for (unsigned o = 0; o < wire::kQueueCount; ++o) {
+            if (o == q) continue;
+            const auto& a = rings_[q].queue->config();
+            const auto& b = rings_[o].queue->config();
+            if (const char* part = virtq::used_ring_overlap(a.rings, a.size, b.rings, b.size)) {
+                for (auto& x : rings_) x.queue.reset();
+                return Failure{true, fmt::format("{} queue: used ring overlaps the {} queue's {}", queue_name(q), queue_name(o), part)};
+            }
+        }
     attached_ = true;
     device_.attach(queues, [this](wire::QueueIndex q) { signal_call(static_cast<unsigned>(q)); });
     log_->info("connection {}: device started: {} entries per queue, avail from {}/{}/{}/{}, event_idx {}, indirect {}", id_,

@@ -215,6 +215,14 @@ Expected<std::vector<std::uint8_t>, std::string> Frontend::request(Request r, st
     return read_reply(r, reply_size);
 }
 
+Expected<std::vector<std::uint8_t>, std::string> Frontend::send_raw(Request r, std::span<const std::uint8_t> payload,
+                                                                   std::span<const int> fds,
+                                                                   std::optional<std::uint32_t> reply_size) {
+    if (auto s = send(r, payload, fds); !s) return Unexpected{s.error()};
+    if (!reply_size) return std::vector<std::uint8_t>{};
+    return read_reply(r, *reply_size);
+}
+
 Expected<std::uint64_t, std::string> Frontend::get_u64(Request r) {
     auto reply = request(r, {}, 8);
     if (!reply) return Unexpected{reply.error()};

@@ -74,6 +74,7 @@ public:
     std::uint16_t in_flight() const { return in_flight_; }
     std::uint16_t next_avail() const { return next_avail_; }
     std::uint16_t size() const { return cfg_.size; }
+    const QueueConfig& config() const { return cfg_; }
 
 private:
     Expected<Chain, ChainError> walk(std::uint16_t head);

@@ -41,6 +41,11 @@ constexpr bool valid_queue_size(std::uint32_t n) { return n > 0 && n <= kMaxQueu
 // completion). Memory mapped twice under two addresses is not caught here; the device's per-pass
 // bound covers it.
 const char* ring_layout_error(const RingAddresses& r, std::uint16_t queue_size);
+// Which part of ring `other` the used ring of `writer` overlaps ("descriptor table", "available
+// ring", "used ring"), or nullptr: the device writes a used ring, so over another queue's ring it
+// would rewrite that queue's indices and descriptors. Rings of two queues must be disjoint.
+const char* used_ring_overlap(const RingAddresses& writer, std::uint16_t writer_size, const RingAddresses& other,
+                              std::uint16_t other_size);
 
 // True when a notification is due: event_idx lies in [old_idx, new_idx) modulo 2^16.
 constexpr bool need_event(std::uint16_t event_idx, std::uint16_t new_idx, std::uint16_t old_idx) {

@@ -14,6 +14,8 @@
 #include <array>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 
 namespace vsnd::vhost_user {
@@ -60,6 +62,20 @@ public:
     bool backend_gone() const { return backend_gone_; }
     bool device_gone() const override { return backend_gone_; }
     const std::string& last_error() const { return last_error_; }
+
+    // ---- for a front-end playing hostile (tests/hostile): the guest's memory and raw messages ----
+    // Guest memory as mapped in this process; `guest_base()` is its guest-physical address and
+    // `user_address()` the address the backend was told it is mapped at.
+    std::span<std::uint8_t> guest_memory() { return {mem_, mem_size_}; }
+    std::uint64_t guest_base() const { return opt_.guest_base; }
+    std::uint64_t user_address() const { return reinterpret_cast<std::uint64_t>(mem_); }
+    const driver::GuestLayout& layout() const { return layout_; }
+    int kick_fd(unsigned q) const { return kicks_.at(q).get(); }
+    int call_fd(unsigned q) const { return calls_.at(q).get(); }
+    // Sends any request with any fds, as is; with `reply_size`, reads a reply of that size.
+    Expected<std::vector<std::uint8_t>, std::string> send_raw(Request r, std::span<const std::uint8_t> payload,
+                                                             std::span<const int> fds = {},
+                                                             std::optional<std::uint32_t> reply_size = std::nullopt);
 
 private:
     explicit Frontend(FrontendOptions options);
