@@ -11,7 +11,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <fstream>
@@ -29,10 +32,13 @@ struct WavRig {
     std::unique_ptr<transport::SimulatedLink> link;
     std::unique_ptr<driver::SoundDriver> driver;
 
+    std::vector<std::string> log;
+
     WavRig() {
         std::filesystem::create_directories(dir);
         backend = std::make_unique<backends::WavBackend>(clock, dir, dir / "in.wav", backends::PacedTiming{},
-                                                         backends::WavIo::Inline);
+                                                         backends::WavIo::Inline,
+                                                         [this](const std::string& m) { log.push_back(m); });
         device = std::make_unique<device::SoundDevice>(device::Topology::standard(1, 1), *backend, clock);
         transport.publish_config(device->config(), 0);
         link = std::make_unique<transport::SimulatedLink>(transport, *device, clock);
@@ -70,6 +76,56 @@ void play(WavRig& rig, const driver::PcmConfig& cfg, std::uint64_t first, std::u
     }
     ASSERT_TRUE(s.stop());
     ASSERT_TRUE(s.release());
+}
+
+// A full disk (here the file size limit, RLIMIT_FSIZE: writes fail as they do on a full disk) in
+// the middle of a stream: the guest plays on in real time with every message completed, the file
+// holds an exact prefix of what was played, the loss is logged with its count, and once there is
+// room again the next stream's frames are written. In a child process: the limit is per process.
+TEST(WavBackend, DiskFullMidStreamKeepsPlayingAndTheFileExact) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        {
+            WavRig rig; // its shared memory is a file too: limited after it exists
+            rlimit lim{};
+            ::getrlimit(RLIMIT_FSIZE, &lim);
+            const rlim_t hard = lim.rlim_max;
+            lim.rlim_cur = 100'000; // about 25 000 S16 stereo frames
+            EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+            EXPECT_TRUE(rig.driver->probe());
+            const driver::PcmConfig s16{wire::PcmFormat::S16, 48000, 2, 480, 4, 0};
+            const Nanos t0 = rig.clock.now();
+            play(rig, s16, 0, 48000); // 192 000 bytes: the limit falls mid-stream
+            EXPECT_GE(rig.clock.now() - t0, 990'000'000) << "playback stays real-time";
+            EXPECT_EQ(rig.driver->stream(0).io_errors(), 0u);
+            const auto got = rig.read("stream-0.wav", wire::PcmFormat::S16, 48000, 2);
+            EXPECT_GT(got.size(), 80'000u);
+            EXPECT_LT(got.size(), 100'000u);
+            EXPECT_FALSE(audio::TestSignal(wire::PcmFormat::S16, 2).compare(got, 0)) << "the file is an exact prefix";
+            const std::uint64_t in_file = got.size() / 4;
+            bool failure_logged = false, count_logged = false;
+            for (const auto& l : rig.log) {
+                failure_logged |= l.find("writing stream-0.wav failed (File too large)") != std::string::npos;
+                count_logged |= l.find(std::to_string(48000 - in_file) + " frames played after the write failure") != std::string::npos;
+            }
+            EXPECT_TRUE(failure_logged && count_logged) << ::testing::PrintToString(rig.log);
+
+            lim.rlim_cur = hard; // room again: the next stream goes to the disk
+            EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+            std::filesystem::rename(rig.dir / "stream-0.wav", rig.dir / "full.wav");
+            play(rig, s16, 0, 9600);
+            const auto again = rig.read("stream-0.wav", wire::PcmFormat::S16, 48000, 2);
+            EXPECT_EQ(again.size(), 9600u * 4);
+            EXPECT_FALSE(audio::TestSignal(wire::PcmFormat::S16, 2).compare(again, 0));
+        }
+        std::fflush(stdout);
+        ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child's checks failed (above)";
 }
 
 TEST(WavBackend, ExactFramesAppendedAndOnePerFormat) {

@@ -29,7 +29,8 @@ class Failure(Exception):
 class Env:
     def __init__(self, build_dir, work):
         self.build = os.path.abspath(build_dir)
-        self.host = os.path.join(self.build, "host", "vhost_user", "vsnd-host")
+        # VSND_VM_HOST: another vsnd-host (the ASan+UBSan build's) serves the guests.
+        self.host = os.environ.get("VSND_VM_HOST") or os.path.join(self.build, "host", "vhost_user", "vsnd-host")
         self.wav_tool = os.path.join(self.build, "host", "vsnd-wav-tool")
         self.guest_bin = os.path.join(self.build, "guest")
         self.work = work
@@ -196,6 +197,99 @@ def case_reconnect(env):
         log.close()
 
 
+def case_kills(env):
+    """QEMU killed (SIGKILL) at random points of a session: during the handshake and boot, at
+    PREPARE, mid-stream and in the drain, VSND_QEMU_KILLS times (default 50). vsnd-host stays up
+    throughout, what each killed guest had played is an exact prefix of the signal, and a guest
+    after the last kill plays bit-exact."""
+    import random
+    kills = int(os.environ.get("VSND_QEMU_KILLS", "50"))
+    rng = random.Random(int(os.environ.get("VSND_QEMU_KILLS_SEED", "1")))
+    log = open(os.path.join(env.work, "vsnd-host.log"), "w")
+    host = subprocess.Popen(env.host_cmd().split(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    phases = {}
+    try:
+        for _ in range(100):
+            if os.path.exists(env.sock):
+                break
+            time.sleep(0.05)
+        # The reference: one whole session (its guest writes what it sent).
+        env.run_vm(agent_play("--seconds 2", "/mnt/share/ref.wav"), backend=False)
+        ref = os.path.join(env.share, "ref.wav")
+        whole = os.path.join(env.out, "stream-0.wav")
+        os.rename(whole, os.path.join(env.work, "whole.wav"))
+        boot = None
+        for i in range(kills):
+            at = rng.uniform(0.05, 7.0)
+            cmd = [RUN_VM, "-q", "--guest-bin", env.guest_bin, "--share", env.share,
+                   "--sound", f"vhost-user:{env.sock}", "--timeout", "60", "--",
+                   agent_play("--seconds 2", "/mnt/share/killed.wav")]
+            vm = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            t0 = time.monotonic()
+            qemu = None
+            while time.monotonic() - t0 < at and vm.poll() is None:
+                if qemu is None:
+                    try:
+                        with open(f"/proc/{vm.pid}/task/{vm.pid}/children") as f:
+                            kids = f.read().split()
+                        for k in kids:
+                            with open(f"/proc/{k}/comm") as f:
+                                if f.read().startswith("qemu"):
+                                    qemu = int(k)
+                    except OSError:
+                        pass
+                time.sleep(0.01)
+            if qemu is not None and vm.poll() is None:
+                try:
+                    os.kill(qemu, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            vm.communicate(timeout=60)
+            time.sleep(0.3)  # the WAV file thread closes the file after the stream went
+            if host.poll() is not None:
+                raise Failure(f"vsnd-host ended after kill {i + 1} (at {at:.2f} s)")
+            frames = 0
+            if os.path.exists(whole):
+                with wave.open(whole) as w:
+                    frames = w.getnframes()
+                if frames:
+                    env.compare(ref, whole, prefix=True)
+                os.remove(whole)
+            phase = ("before PREPARE" if frames == 0 else
+                     "mid-stream" if frames < 96000 else "drain or after")
+            phases[phase] = phases.get(phase, 0) + 1
+        env.run_vm(agent_play("--seconds 1", "/mnt/share/ref.wav"), backend=False)
+        print(f"after {kills} kills: " + env.compare(ref, whole))
+        print("kills by phase: " + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())))
+        if host.poll() is not None:
+            raise Failure("vsnd-host ended")
+    finally:
+        host.send_signal(signal.SIGTERM)
+        try:
+            host.wait(5)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        log.close()
+    with open(os.path.join(env.work, "vsnd-host.log")) as f:
+        text = f.read()
+    started = text.count("device started")
+    print(f"vsnd-host: {text.count('front-end connected')} connections, {started} device starts, "
+          f"{text.count('front-end disconnected') + text.count('closed:')} ends logged")
+
+
+def check_sanitizer_reports(work):
+    """A vsnd-host of the ASan+UBSan build reports into its log; any report fails the case."""
+    for root, _, files in os.walk(work):
+        for name in files:
+            if name.endswith(".log"):
+                with open(os.path.join(root, name), errors="replace") as f:
+                    text = f.read()
+                for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                    if marker in text:
+                        i = text.index(marker)
+                        raise Failure(f"sanitizer report in {name}:\n{text[max(0, i - 200):i + 3000]}")
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
@@ -211,6 +305,7 @@ def main():
         t = time.monotonic()
         try:
             CASES[name](Env(args.build_dir, work))
+            check_sanitizer_reports(work)
             print(f"PASS {name} ({time.monotonic() - t:.1f} s)")
         except Failure as e:
             failed += 1

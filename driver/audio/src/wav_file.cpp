@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sndfile.h>
 
+#include <cerrno>
 #include <cstring>
 
 namespace vsnd::audio {
@@ -83,20 +84,26 @@ Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const 
 
 WavFileWriter::~WavFileWriter() { sf_close(file_); }
 
-void WavFileWriter::write(std::span<const std::uint8_t> bytes) {
+WavFileWriter::Written WavFileWriter::write(std::span<const std::uint8_t> bytes) {
     const std::size_t sample_bytes = wire::format_info(fmt_.format)->physical_bytes;
     const std::size_t samples = bytes.size() / sample_bytes;
     const auto frames = static_cast<sf_count_t>(samples / fmt_.channels);
+    sf_count_t wrote;
+    errno = 0;
     if (fmt_.format == PcmFormat::Float) {
         // Float samples are stored as they are; copy for alignment.
         std::vector<float> f(samples);
         std::memcpy(f.data(), bytes.data(), samples * 4);
-        sf_writef_float(file_, f.data(), frames);
-        return;
+        wrote = sf_writef_float(file_, f.data(), frames);
+    } else {
+        ints_.resize(samples);
+        for (std::size_t i = 0; i < samples; ++i) ints_[i] = to_int(fmt_.format, bytes.data() + i * sample_bytes);
+        wrote = sf_writef_int(file_, ints_.data(), frames);
     }
-    ints_.resize(samples);
-    for (std::size_t i = 0; i < samples; ++i) ints_[i] = to_int(fmt_.format, bytes.data() + i * sample_bytes);
-    sf_writef_int(file_, ints_.data(), frames);
+    Written w{static_cast<std::size_t>(std::max<sf_count_t>(wrote, 0)), std::nullopt};
+    // libsndfile reports only "system error"; errno says which (ENOSPC, EFBIG, EIO).
+    if (wrote != frames) w.error = errno ? std::string(std::strerror(errno)) : std::string(sf_strerror(file_));
+    return w;
 }
 
 Expected<std::unique_ptr<WavFileReader>, std::string> WavFileReader::open(const std::filesystem::path& path) {

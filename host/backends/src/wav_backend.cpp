@@ -33,8 +33,10 @@ struct WavBackend::SinkFile {
     device::WakerSlot waker;
     // File thread only.
     std::unique_ptr<WavFileWriter> writer;
-    std::filesystem::path timing;
+    std::filesystem::path wav, timing;
     std::uint64_t first_frame = 0;                   // frames already in the file at this PREPARE
+    std::optional<std::string> write_error;          // the disk failed: the file ends where it did
+    std::uint64_t unwritten_bytes = 0;               // played after that, not in the file
 };
 
 // The backend's one file thread: opens, writes and closes every output WAV and timing sidecar, so
@@ -127,7 +129,16 @@ private:
                 const std::uint64_t head = f.ring.head();
                 const auto region = f.ring.read_region(head, f.ring.used_bytes());
                 if (region.empty()) break;
-                f.writer->write(region);
+                if (f.write_error) {
+                    f.unwritten_bytes += region.size();
+                } else if (auto w = f.writer->write(region); w.error) {
+                    // A file with a hole would misplace every later frame: it stops here, valid
+                    // and exact up to this point; the next stream's file tries the disk again.
+                    f.write_error = std::move(w.error);
+                    f.unwritten_bytes += region.size() - w.frames * f.record->frame_bytes;
+                    if (log_) log_(fmt::format("wav: writing {} failed ({}): the file ends here, playback goes on",
+                                               f.wav.filename().string(), *f.write_error));
+                }
                 f.ring.commit_read(head + region.size());
             }
             if (!closing) {
@@ -147,6 +158,9 @@ private:
         f.writer.reset();
         if (const auto lost = f.dropped_frames.load(std::memory_order_relaxed); lost && log_)
             log_(fmt::format("wav: {} frames not written to disk in time and left out of the file", lost));
+        if (f.write_error && log_)
+            log_(fmt::format("wav: {} frames played after the write failure ({}) are not in the file",
+                             f.unwritten_bytes / f.record->frame_bytes, *f.write_error));
         std::FILE* out = std::fopen(f.timing.c_str(), "a");
         if (!out) return;
         std::fprintf(out, "# prepare: rate %u, frames %llu\n", f.record->rate,
@@ -256,6 +270,7 @@ Expected<std::unique_ptr<device::BackendStream>, std::string> WavBackend::open(s
         const std::size_t ring_frames = std::min<std::size_t>(std::max<std::size_t>(std::size_t{fmt.rate} * 2, 4096),
                                                               (std::size_t{64} << 20) / fb);
         auto file = std::make_shared<SinkFile>(ring_frames * fb, rec);
+        file->wav = output_path(stream_id);
         file->timing = timing_path(stream_id);
         FileThread* thread = files_.get(); // the job may run inside ~FileThread, after files_ let go
         thread->post([this, thread, file, stream_id, spec = fmt.spec()] {

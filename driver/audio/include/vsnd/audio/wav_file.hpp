@@ -29,7 +29,12 @@ public:
     static Expected<std::unique_ptr<WavFileWriter>, std::string> open(const std::filesystem::path& path,
                                                                       const SampleSpec& fmt, bool append);
     ~WavFileWriter();
-    void write(std::span<const std::uint8_t> frames); // whole frames
+    struct Written {
+        std::size_t frames = 0;           // that reached the file
+        std::optional<std::string> error; // why not all did (the disk is full, the file too large)
+    };
+    // Whole frames. After a failure the file is still valid, up to the frames it holds.
+    Written write(std::span<const std::uint8_t> frames);
 
 private:
     WavFileWriter(SNDFILE* f, const SampleSpec& fmt) : file_(f), fmt_(fmt) {}

@@ -32,7 +32,7 @@ enum class WavIo {
 
 class WavBackend final : public device::AudioBackend {
 public:
-    // `log` (file thread): frames a stalled disk made us leave out. Default: none.
+    // `log` (file thread): frames a stalled or full disk made us leave out. Default: none.
     WavBackend(const Clock& clock, std::filesystem::path output_dir, std::filesystem::path capture_file,
                PacedTiming timing = {}, WavIo io = WavIo::FileThread, std::function<void(const std::string&)> log = {});
     ~WavBackend() override; // writes and closes every file still open
