@@ -2,12 +2,12 @@
 # Every vsnd test: installs what is missing (apt, idempotent), builds the normal, ASan+UBSan, TSan and
 # fuzzer configurations, runs the GoogleTest suites in the first three (unit, integration and VM
 # tests; see ctest labels) and each libFuzzer target for a while.
-#   VSND_FUZZ_SECONDS   seconds per fuzz target (default 20)
+#   VSND_FUZZ_SECONDS   seconds per fuzz target (default 60; hours: see tests/fuzz/README.md)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 jobs=$(nproc)
-fuzz_seconds=${VSND_FUZZ_SECONDS:-20}
+fuzz_seconds=${VSND_FUZZ_SECONDS:-60}
 
 echo "== build (default) and test"
 tests/setup.sh default
@@ -17,6 +17,11 @@ echo "== build (ASan + UBSan) and test"
 tests/setup.sh asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --preset asan -j "$jobs" -LE 'vm|bench'
+
+echo "== VM tests against the ASan + UBSan vsnd-host (guest side from the default build)"
+VSND_VM_HOST=$here/build/asan/host/vhost_user/vsnd-host \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --preset default -R '^vm\.' -E '^vm\.kills$'
 
 echo "== build (ThreadSanitizer) and test"
 tests/setup.sh tsan
@@ -28,11 +33,13 @@ for f in build/fuzz/tests/fuzz/fuzz-* build/fuzz/tests/vhost_user/fuzz-*; do
     [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus=build/fuzz/corpus/$name
-    mkdir -p "$corpus"
+    seeds=tests/fuzz/corpus/$name
+    mkdir -p "$corpus" "$seeds"
     echo "-- $name"
-    "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$corpus" 2>&1 | grep -E 'Done|ERROR|SUMMARY' || true
+    "$f" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$corpus" "$seeds" 2>&1 |
+        grep -E 'DONE|ERROR|SUMMARY|number_of_executed_units' || true
     # libFuzzer exits non-zero (and leaves a crash-* file) on any finding.
-    "$f" -runs=0 "$corpus" >/dev/null 2>&1
+    "$f" -runs=0 "$corpus" "$seeds" >/dev/null 2>&1
     if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then
         echo "fuzzer $name found a failing input:" >&2
         ls crash-* leak-* timeout-* oom-* >&2

@@ -757,5 +757,56 @@ TEST_F(Hostile, EveryCaseLeavesTheDaemonHealthy) {
         EXPECT_EQ(log.find(report), std::string::npos) << log;
 }
 
+// A front-end SIGKILLed at 50 points of a session, as a QEMU that dies: in the handshake, at
+// PREPARE, mid-stream and in the drain (a quarter each). The daemon serves the next front-end every
+// time, and afterwards passes the same judge as after an attack.
+TEST_F(Hostile, FrontEndKilledAtFiftyPointsOfASession) {
+    Daemon d(dir_);
+    ASSERT_TRUE(eventually([&] { return fs::exists(d.socket()); })) << d.log_text();
+    ASSERT_TRUE(front_end_plays(d.socket(), 2400)) << d.log_text();
+    ASSERT_TRUE(eventually([&] { return d.cpu_share(std::chrono::milliseconds(200)) < kIdleCpuShare; }));
+    const Baseline base{d.rss_kib(), d.open_fds()};
+    const auto log_from = d.log_bytes();
+    std::mt19937 rng(5);
+    constexpr int kKills = 50;
+    int reached = 0;
+    for (int i = 0; i < kKills; ++i) {
+        int p[2];
+        ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            ::close(p[0]);
+            auto mark = [fd = p[1]](char c) { [[maybe_unused]] auto n = ::write(fd, &c, 1); };
+            MonotonicClock clock;
+            mark('c');
+            auto fe = Frontend::connect(d.socket());
+            if (!fe) _exit(2);
+            driver::SoundDriver drv(**fe, clock);
+            if (!drv.probe()) _exit(3);
+            _exit(play(drv, 9600, std::nullopt, mark) ? 0 : 4);
+        }
+        ::close(p[1]);
+        // The phase this kill aims at, and how long after its marker it strikes.
+        const char target = "cpsd"[i % 4];
+        const int max_us = target == 'c' ? 2000 : target == 'p' ? 500 : target == 's' ? 100000 : 40000;
+        bool seen = false;
+        for (char c; !seen && ::read(p[0], &c, 1) == 1;) seen = c == target;
+        ::close(p[0]);
+        if (seen) {
+            ++reached;
+            std::this_thread::sleep_for(std::chrono::microseconds(rng() % max_us));
+        }
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+        ASSERT_TRUE(d.alive()) << "after kill " << i + 1 << " (phase " << target << ")\n" << d.log_text(log_from);
+    }
+    EXPECT_EQ(reached, kKills) << "some sessions ended before the phase their kill aimed at";
+    EXPECT_TRUE(healthy(d, base, log_from, false));
+    std::printf("[ hostile  ] %d front-ends killed; rss %ld KiB (baseline %ld), fds %d, log +%ju B\n", kKills, d.rss_kib(),
+                base.rss_kib, d.open_fds(), d.log_bytes() - log_from);
+    EXPECT_EQ(d.terminate(), 0) << d.log_text();
+}
+
 } // namespace
 } // namespace vsnd::test

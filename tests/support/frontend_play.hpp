@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -18,12 +19,20 @@ namespace vsnd::test {
 inline constexpr auto kPlayFormat = wire::PcmFormat::S16;
 inline const driver::PcmConfig kPlayConfig{kPlayFormat, 48000, 2, 480, 4, 0}; // 10 ms periods
 
+// Where play() is: 'p' about to PREPARE, 's' started, 'd' everything written (draining).
+using PlayPhase = std::function<void(char)>;
+
 // Plays frames [0, frames) of the TestSignal on stream 0; stops early (returning success) after
 // `stop_after` frames were written if given.
 inline ::testing::AssertionResult play(driver::SoundDriver& drv, std::uint64_t frames,
-                                       std::optional<std::uint64_t> stop_after = std::nullopt) {
+                                       std::optional<std::uint64_t> stop_after = std::nullopt,
+                                       const PlayPhase& phase = {}) {
+    auto mark = [&](char c) {
+        if (phase) phase(c);
+    };
     auto& s = drv.stream(0);
     if (auto r = s.set_params(kPlayConfig); !r) return ::testing::AssertionFailure() << r.error().message;
+    mark('p');
     if (auto r = s.prepare(); !r) return ::testing::AssertionFailure() << r.error().message;
     audio::TestSignal sig(kPlayFormat, 2);
     std::vector<std::uint8_t> buf(s.period_bytes());
@@ -37,7 +46,9 @@ inline ::testing::AssertionResult play(driver::SoundDriver& drv, std::uint64_t f
             if (!started && written >= 2 * kPlayConfig.period_frames) {
                 if (auto r = s.start(); !r) return ::testing::AssertionFailure() << r.error().message;
                 started = true;
+                mark('s');
             }
+            if (written >= frames) mark('d');
             continue;
         }
         if (!drv.wait(kNanosPerSecond))
