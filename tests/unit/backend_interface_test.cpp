@@ -1,6 +1,8 @@
 // The backend interface: the rate a backend reports drives the device's extrapolation, a backend
 // fed by its own thread wakes the device loop (nothing polled), capabilities narrow the topology,
-// and the registry hands global and per-stream options to the backend it creates.
+// the registry hands global and per-stream options to the backend it creates, and a wake-up
+// services only the streams with work.
+#include "vsnd/backends/simulated_card.hpp"
 #include "vsnd/device/backend_registry.hpp"
 #include "vsnd/device/sound_device.hpp"
 #include "vsnd/driver/sound_driver.hpp"
@@ -368,6 +370,79 @@ TEST(BackendInterface, OptionsReachTheBackendPerStream) {
     auto missing = reg.create("nope", clock, o);
     ASSERT_FALSE(missing);
     EXPECT_NE(missing.error().find("have: probe"), std::string::npos) << missing.error();
+}
+
+} // namespace
+} // namespace vsnd::test
+
+namespace vsnd::test {
+namespace {
+
+// Counts what the device asks of each stream's backend (any call), around the simulated card.
+class CountingStream final : public device::BackendStream {
+public:
+    CountingStream(std::unique_ptr<device::BackendStream> inner, std::uint64_t& calls) : inner_(std::move(inner)), calls_(calls) {}
+    void start() override { ++calls_, inner_->start(); }
+    void stop() override { ++calls_, inner_->stop(); }
+    std::size_t writable_bytes() override { return ++calls_, inner_->writable_bytes(); }
+    void write(std::span<const std::uint8_t> b) override { ++calls_, inner_->write(b); }
+    std::size_t readable_bytes() override { return ++calls_, inner_->readable_bytes(); }
+    void read(std::span<std::uint8_t> out) override { ++calls_, inner_->read(out); }
+    device::Position position() override { return ++calls_, inner_->position(); }
+    std::optional<Nanos> next_wakeup() override { return ++calls_, inner_->next_wakeup(); }
+    std::uint64_t xruns() const override { return ++calls_, inner_->xruns(); }
+
+private:
+    std::unique_ptr<device::BackendStream> inner_;
+    std::uint64_t& calls_;
+};
+
+class CountingBackend final : public device::AudioBackend {
+public:
+    CountingBackend(device::AudioBackend& inner, std::size_t streams) : inner_(inner), calls(streams, 0) {}
+    std::string name() const override { return "counting"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t id, const device::StreamFormat& f) override {
+        auto s = inner_.open(id, f);
+        if (!s) return Unexpected{s.error()};
+        return std::unique_ptr<device::BackendStream>(std::make_unique<CountingStream>(std::move(*s), calls.at(id)));
+    }
+    device::AudioBackend& inner_;
+    std::vector<std::uint64_t> calls;
+};
+
+// 256 streams, all prepared and started, one of them playing: a second of it asks nothing of the
+// 255 idle ones (a wake-up services the streams with work, not every stream), and the one playing
+// costs what it costs alone.
+TEST(BackendInterface, WakeUpsTouchOnlyTheStreamsWithWork) {
+    auto backend_calls_for_one_second = [](std::size_t streams) {
+        SimulatedClock clock;
+        backends::SimulatedCard card(clock, backends::CardModel{});
+        CountingBackend counting(card, streams);
+        BackendRig rig(clock, counting, device::Topology::standard(static_cast<unsigned>(streams), 0));
+        EXPECT_TRUE(rig.drv.probe());
+        const driver::PcmConfig cfg{wire::PcmFormat::S16, 48000, 2, 480, 4, 0};
+        for (std::uint32_t id = 0; id < streams; ++id) {
+            EXPECT_TRUE(rig.drv.stream(id).set_params(cfg));
+            EXPECT_TRUE(rig.drv.stream(id).prepare());
+            EXPECT_TRUE(rig.drv.stream(id).start());
+        }
+        const auto setup = counting.calls;
+        auto& s = rig.drv.stream(0);
+        std::vector<std::uint8_t> buf(s.period_bytes());
+        const Nanos end = clock.now() + kNanosPerSecond;
+        while (clock.now() < end) {
+            while (s.writable_bytes() >= buf.size()) s.write(buf);
+            rig.drv.wait(kNanosPerSecond);
+        }
+        std::uint64_t idle = 0;
+        for (std::size_t id = 1; id < streams; ++id) idle += counting.calls[id] - setup[id];
+        EXPECT_EQ(idle, 0u) << "idle streams were looked at";
+        EXPECT_GT(s.periods_completed(), 90u);
+        return counting.calls[0] - setup[0];
+    };
+    const auto alone = backend_calls_for_one_second(1);
+    const auto among = backend_calls_for_one_second(256);
+    EXPECT_LE(among, alone + alone / 10) << "the playing stream is asked more often among 256";
 }
 
 } // namespace

@@ -38,12 +38,19 @@ TEST(TopologySpec, ListsRangesAndOrder) {
                                                        wire::PcmRate::R32000, wire::PcmRate::R44100, wire::PcmRate::R48000}));
 }
 
+TEST(TopologySpec, UpTo256Streams) {
+    auto t = make_topology({"out:200,in:56", "S16", "48000", "2"});
+    ASSERT_TRUE(t) << t.error();
+    EXPECT_EQ(t->streams.size(), 256u);
+}
+
 TEST(TopologySpec, RejectsNonsense) {
     for (const TopologySpec& s : {TopologySpec{"", "S16", "48000", "2"}, TopologySpec{"out:x", "S16", "48000", "2"},
                                   TopologySpec{"left:1", "S16", "48000", "2"}, TopologySpec{"out:1", "S17", "48000", "2"},
                                   TopologySpec{"out:1", "S16", "47999", "2"}, TopologySpec{"out:1", "S16", "1-2", "2"},
                                   TopologySpec{"out:1", "S16", "48000", "0"}, TopologySpec{"out:1", "S16", "48000", "3-1"},
-                                  TopologySpec{"out:0", "S16", "48000", "2"}}) {
+                                  TopologySpec{"out:0", "S16", "48000", "2"}, TopologySpec{"out:257", "S16", "48000", "2"},
+                                  TopologySpec{"out:200,in:57", "S16", "48000", "2"}}) {
         auto t = make_topology(s);
         EXPECT_FALSE(t) << s.streams << " " << s.formats << " " << s.rates << " " << s.channels;
         if (!t) {

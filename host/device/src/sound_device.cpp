@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <array>
+#include <atomic>
 #include <limits>
 
 namespace vsnd::device {
@@ -63,6 +64,16 @@ struct SoundDevice::Stream {
     std::uint64_t moved = 0;   // bytes handed to (tx) or taken from (rx) the backend
     bool opening = false;      // `backend` is still opening; its PREPARE is not answered yet
     StreamStats stats;
+    std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
+    bool touched = false;      // listed in touched_
+};
+
+// Streams whose backend thread woke the device, one bit each (any thread sets, the device loop
+// takes): the loop then services those streams only.
+struct SoundDevice::WokenStreams {
+    explicit WokenStreams(std::size_t streams) : words((streams + 63) / 64) {}
+    void mark(std::uint32_t id) { words[id / 64].fetch_or(std::uint64_t{1} << (id % 64), std::memory_order_acq_rel); }
+    std::vector<std::atomic<std::uint64_t>> words;
 };
 
 SoundDevice::SoundDevice(Topology topology, AudioBackend& backend, const Clock& clock, CompletionPolicy policy)
@@ -73,6 +84,9 @@ SoundDevice::SoundDevice(Topology topology, AudioBackend& backend, const Clock& 
         s->cfg = topology_.streams[i];
         streams_.push_back(std::move(s));
     }
+    woken_ = std::make_shared<WokenStreams>(streams_.size());
+    touched_list_.reserve(streams_.size());
+    servicing_.reserve(streams_.size());
     for (const auto& j : topology_.jacks) jack_connected_.push_back(j.connected);
     jack_remap_.assign(topology_.jacks.size(), {0, 0});
 }
@@ -115,7 +129,12 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
 void SoundDevice::reset() {
     deferred_.reset();
     rescan_ = {};
+    due_.clear();
+    touched_list_.clear();
+    for (auto& w : woken_->words) w.store(0, std::memory_order_relaxed);
     for (auto& s : streams_) {
+        s->due.reset();
+        s->touched = false;
         s->pending.clear();
         s->backend.reset();
         s->opening = false;
@@ -270,6 +289,7 @@ void SoundDevice::settle_prepare() {
         status = Status::IoErr;
     }
     s.opening = false;
+    touch(s);
     const DeferredPrepare done = std::move(*deferred_);
     deferred_.reset();
     answer_control(done.chain, status, wire::wire_size<wire::StatusHeader>);
@@ -367,6 +387,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
         return Status::BadMsg;
     }
     Stream& s = *streams_[stream_id];
+    touch(s); // whatever the outcome, its deadline is looked at again
     auto next = transition(s.state, code);
     if (!next) {
         log(fmt::format("control: {} not valid for stream {} in state {}", wire::name(code), stream_id, name(s.state)));
@@ -405,7 +426,11 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
             return Status::IoErr;
         }
         s.backend = std::move(opened).value();
-        if (waker_) s.backend->set_waker(waker_);
+        if (waker_) // the stream's own bit first, so the loop knows whom to look at
+            s.backend->set_waker([woken = woken_, wake = waker_, id = s.id] {
+                woken->mark(id);
+                wake();
+            });
         s.queued = s.moved = 0;
         s.stats.xruns = 0;
         if (s.backend->open_state().kind != OpenState::Ready) {
@@ -492,6 +517,7 @@ void SoundDevice::handle_tx(virtq::Chain& chain) {
     s->pending.push_back({std::move(chain), s->queued, static_cast<std::uint32_t>(payload), 0});
     s->queued += payload;
     s->stats.bytes_received += payload;
+    touch(*s);
 }
 
 void SoundDevice::handle_rx(virtq::Chain& chain) {
@@ -526,6 +552,7 @@ void SoundDevice::handle_rx(virtq::Chain& chain) {
     }
     s->pending.push_back({std::move(chain), s->queued, static_cast<std::uint32_t>(capacity), 0});
     s->queued += capacity;
+    touch(*s);
 }
 
 std::uint64_t SoundDevice::audible_bytes(Stream& s) {
@@ -607,17 +634,57 @@ void SoundDevice::pump_input(Stream& s) {
     }
 }
 
-void SoundDevice::process() {
-    if (!attached()) return;
-    for (unsigned q = 0; q < wire::kQueueCount; ++q) {
-        if (!rescan_[q]) continue;
-        if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
-        else drain_queue(static_cast<wire::QueueIndex>(q));
+// ---- which streams have work ------------------------------------------------------------------
+//
+// A wake-up services only the streams with something to do: those whose deadline has come (due_,
+// ordered by time), those a request or a command has touched, and those whose backend thread woke
+// the device. So its cost follows the work, not the number of streams.
+
+void SoundDevice::touch(Stream& s) {
+    if (s.touched) return;
+    s.touched = true;
+    touched_list_.push_back(s.id);
+}
+
+// When stream `s` next has work, by its backend's clock, or nullopt while it has none.
+std::optional<Nanos> SoundDevice::stream_deadline(Stream& s) {
+    if (!s.backend || s.opening) return std::nullopt;
+    std::optional<Nanos> next = s.backend->next_wakeup();
+    auto consider = [&](Nanos t) {
+        if (!next || t < *next) next = t;
+    };
+    // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
+    // data can move right now, the device must not sleep. A paced card frees room
+    // continuously, so only room for a period (or all that is left) is worth waking for.
+    if (!s.pending.empty()) {
+        if (s.cfg.direction == wire::Direction::Output) {
+            const std::uint64_t uncopied = s.queued - s.moved;
+            if (uncopied && s.backend->writable_bytes() >= std::min<std::uint64_t>(uncopied, s.format.period_bytes))
+                consider(clock_.now());
+        } else if (s.backend->readable_bytes() > 0) {
+            consider(clock_.now());
+        }
     }
-    settle_prepare();
-    for (auto& sp : streams_) {
-        Stream& s = *sp;
-        if (!s.backend || s.opening) continue;
+    if (policy_ != CompletionPolicy::Played || s.cfg.direction != wire::Direction::Output || s.pending.empty()) return next;
+    const auto& io = s.pending.front();
+    if (io.done != io.payload) return next;
+    const Position pos = s.backend->position();
+    if (!pos.running) return next;
+    // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
+    const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
+    const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
+    consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))));
+    return next;
+}
+
+void SoundDevice::reschedule(Stream& s) {
+    if (s.due) due_.erase({*s.due, s.id});
+    s.due = stream_deadline(s);
+    if (s.due) due_.insert({*s.due, s.id});
+}
+
+void SoundDevice::service(Stream& s) {
+    if (s.backend && !s.opening) {
         if (s.cfg.direction == wire::Direction::Output)
             pump_output(s);
         else
@@ -629,6 +696,34 @@ void SoundDevice::process() {
                 queue_event(Code::EvtPcmXrun, s.id);
         }
     }
+    reschedule(s);
+}
+
+void SoundDevice::process() {
+    if (!attached()) return;
+    for (unsigned q = 0; q < wire::kQueueCount; ++q) {
+        if (!rescan_[q]) continue;
+        if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
+        else drain_queue(static_cast<wire::QueueIndex>(q));
+    }
+    settle_prepare();
+    const Nanos now = clock_.now();
+    while (!due_.empty() && due_.begin()->first <= now) {
+        Stream& s = *streams_[due_.begin()->second];
+        due_.erase(due_.begin());
+        s.due.reset();
+        touch(s);
+    }
+    for (std::size_t w = 0; w < woken_->words.size(); ++w)
+        for (std::uint64_t bits = woken_->words[w].exchange(0, std::memory_order_acq_rel); bits; bits &= bits - 1)
+            touch(*streams_[w * 64 + static_cast<unsigned>(__builtin_ctzll(bits))]);
+    servicing_.swap(touched_list_);
+    for (std::uint32_t id : servicing_) {
+        Stream& s = *streams_[id];
+        s.touched = false;
+        service(s);
+    }
+    servicing_.clear();
     deliver_events();
     flush_notifications();
 }
@@ -640,38 +735,13 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     };
     for (bool more : rescan_)
         if (more) consider(clock_.now()); // a capped pass left chains behind
+    if (!touched_list_.empty()) consider(clock_.now());
     if (deferred_) {
         // The backend wakes the loop when its open finishes; without a waker, look every ms.
         consider(deferred_->deadline);
         if (!waker_) consider(deferred_->next_look);
     }
-    for (auto& sp : streams_) {
-        Stream& s = *sp;
-        if (!s.backend || s.opening) continue;
-        consider(s.backend->next_wakeup());
-        // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
-        // data can move right now, the device must not sleep. A paced card frees room
-        // continuously, so only room for a period (or all that is left) is worth waking for.
-        if (!s.pending.empty()) {
-            if (s.cfg.direction == wire::Direction::Output) {
-                const std::uint64_t uncopied = s.queued - s.moved;
-                if (uncopied && s.backend->writable_bytes() >= std::min<std::uint64_t>(uncopied, s.format.period_bytes))
-                    consider(clock_.now());
-            } else if (s.backend->readable_bytes() > 0) {
-                consider(clock_.now());
-            }
-        }
-        if (policy_ != CompletionPolicy::Played || s.cfg.direction != wire::Direction::Output || s.pending.empty())
-            continue;
-        const auto& io = s.pending.front();
-        if (io.done != io.payload) continue;
-        const Position pos = s.backend->position();
-        if (!pos.running) continue;
-        // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
-        const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
-        const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
-        consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))));
-    }
+    if (!due_.empty()) consider(due_.begin()->first);
     return next;
 }
 

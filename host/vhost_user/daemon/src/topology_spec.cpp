@@ -91,7 +91,7 @@ Expected<device::Topology, std::string> make_topology(const TopologySpec& spec) 
         std::uint32_t count = 1;
         if (colon != std::string::npos) {
             auto n = number(item.substr(colon + 1));
-            if (!n || *n > 64) return bad(fmt::format("--streams: bad count in '{}' (0..64)", item));
+            if (!n || *n > kMaxStreams) return bad(fmt::format("--streams: bad count in '{}' (0..{})", item, kMaxStreams));
             count = *n;
         }
         wire::Direction d;
@@ -110,6 +110,7 @@ Expected<device::Topology, std::string> make_topology(const TopologySpec& spec) 
         (d == wire::Direction::Output ? outputs : inputs) += count;
     }
     if (t.streams.empty()) return bad("--streams: no streams");
+    if (t.streams.size() > kMaxStreams) return bad(fmt::format("--streams: {} streams, at most {} in all", t.streams.size(), kMaxStreams));
     // Standard channel maps for the layouts the channel range allows.
     for (auto d : {wire::Direction::Output, wire::Direction::Input}) {
         if ((d == wire::Direction::Output ? outputs : inputs) == 0) continue;

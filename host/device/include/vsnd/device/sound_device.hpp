@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,7 @@ public:
 private:
     struct Stream;
     struct PendingIo;
+    struct WokenStreams;
     // A PREPARE whose backend stream is still opening: its reply waits, and so does every later
     // control request (they are answered in order).
     struct DeferredPrepare {
@@ -105,6 +107,10 @@ private:
     wire::Status pcm_command(wire::Code code, std::span<const std::uint8_t> req, bool& deferred);
     wire::Status jack_remap(std::span<const std::uint8_t> req);
 
+    void touch(Stream& s);
+    std::optional<Nanos> stream_deadline(Stream& s);
+    void reschedule(Stream& s);
+    void service(Stream& s);
     void pump_output(Stream& s);
     void flush_gathered(Stream& s);
     void pump_input(Stream& s);
@@ -130,6 +136,9 @@ private:
     Logger log_;
     Waker waker_;
     std::vector<std::unique_ptr<Stream>> streams_;
+    std::set<std::pair<Nanos, std::uint32_t>> due_; // (deadline, stream) of every stream that has one
+    std::vector<std::uint32_t> touched_list_, servicing_;
+    std::shared_ptr<WokenStreams> woken_; // shared with the wakers handed to backend streams
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
     std::optional<DeferredPrepare> deferred_;

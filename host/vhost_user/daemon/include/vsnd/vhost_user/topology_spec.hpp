@@ -9,6 +9,9 @@
 
 namespace vsnd::vhost_user {
 
+// Streams one device offers, in all (each costs nothing until it plays).
+inline constexpr std::size_t kMaxStreams = 256;
+
 struct TopologySpec {
     std::string streams = "out:1,in:1";
     std::string formats = "S16,S24,S32,FLOAT";
