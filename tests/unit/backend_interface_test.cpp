@@ -410,7 +410,7 @@ public:
     std::vector<std::uint64_t> calls;
 };
 
-// 256 streams, all prepared and started, one of them playing: a second of it asks nothing of the
+// 256 streams, all prepared, one of them started and playing: a second of it asks nothing of the
 // 255 idle ones (a wake-up services the streams with work, not every stream), and the one playing
 // costs what it costs alone.
 TEST(BackendInterface, WakeUpsTouchOnlyTheStreamsWithWork) {
@@ -424,8 +424,8 @@ TEST(BackendInterface, WakeUpsTouchOnlyTheStreamsWithWork) {
         for (std::uint32_t id = 0; id < streams; ++id) {
             EXPECT_TRUE(rig.drv.stream(id).set_params(cfg));
             EXPECT_TRUE(rig.drv.stream(id).prepare());
-            EXPECT_TRUE(rig.drv.stream(id).start());
         }
+        EXPECT_TRUE(rig.drv.stream(0).start());
         const auto setup = counting.calls;
         auto& s = rig.drv.stream(0);
         std::vector<std::uint8_t> buf(s.period_bytes());
@@ -443,6 +443,44 @@ TEST(BackendInterface, WakeUpsTouchOnlyTheStreamsWithWork) {
     const auto alone = backend_calls_for_one_second(1);
     const auto among = backend_calls_for_one_second(256);
     EXPECT_LE(among, alone + alone / 10) << "the playing stream is asked more often among 256";
+}
+
+} // namespace
+} // namespace vsnd::test
+
+namespace vsnd::test {
+namespace {
+
+// Two streams whose messages become audible 40 µs apart: one wake-up completes both, at the later
+// instant; the earlier one is late by those 40 µs (at most SoundDevice::kWakeCoalesce), never early.
+TEST(BackendInterface, DeadlinesCloseTogetherShareOneWakeUp) {
+    SimulatedClock clock;
+    ScriptedBackend backend(clock, 1.0, 1 << 20);
+    BackendRig rig(clock, backend, device::Topology::standard(2, 0));
+    ASSERT_TRUE(rig.drv.probe());
+    const driver::PcmConfig cfg{wire::PcmFormat::S16, 48000, 2, 480, 4, 0};
+    std::vector<std::uint8_t> buf(480 * 4);
+    for (std::uint32_t id : {0u, 1u}) {
+        auto& s = rig.drv.stream(id);
+        ASSERT_TRUE(s.set_params(cfg));
+        ASSERT_TRUE(s.prepare());
+        ASSERT_EQ(s.write(buf), buf.size());
+    }
+    const Nanos t0 = clock.now();
+    ASSERT_TRUE(rig.drv.stream(0).start());
+    clock.advance_to(t0 + 40'000);
+    ASSERT_TRUE(rig.drv.stream(1).start());
+    const Nanos start1 = clock.now();
+    rig.dev.process();
+    // Stream 0's period is audible 10 ms after its start, stream 1's 10 ms after its own.
+    const auto next = rig.dev.next_deadline();
+    ASSERT_TRUE(next);
+    EXPECT_EQ(*next, start1 + 10'000'000) << "one wake-up, at the later of the two instants";
+    EXPECT_LE(*next - (t0 + 10'000'000), device::SoundDevice::kWakeCoalesce);
+    clock.advance_to(*next);
+    rig.dev.process();
+    EXPECT_EQ(rig.dev.stats(0).messages_completed, 1u);
+    EXPECT_EQ(rig.dev.stats(1).messages_completed, 1u);
 }
 
 } // namespace

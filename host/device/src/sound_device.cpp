@@ -66,6 +66,7 @@ struct SoundDevice::Stream {
     StreamStats stats;
     std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
     bool touched = false;      // listed in touched_
+    bool counted_started = false, counted_unscheduled = false; // in started_ / unscheduled_
 };
 
 // Streams whose backend thread woke the device, one bit each (any thread sets, the device loop
@@ -124,6 +125,7 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
     queues_ = queues;
     notify_ = std::move(notify);
     pushed_ = {};
+    kicks_on_ = {true, true, true, true}; // a new queue asks for kicks
 }
 
 void SoundDevice::reset() {
@@ -132,9 +134,12 @@ void SoundDevice::reset() {
     due_.clear();
     touched_list_.clear();
     for (auto& w : woken_->words) w.store(0, std::memory_order_relaxed);
+    started_ = {};
+    unscheduled_ = {};
     for (auto& s : streams_) {
         s->due.reset();
         s->touched = false;
+        s->counted_started = s->counted_unscheduled = false;
         s->pending.clear();
         s->backend.reset();
         s->opening = false;
@@ -681,6 +686,27 @@ void SoundDevice::reschedule(Stream& s) {
     if (s.due) due_.erase({*s.due, s.id});
     s.due = stream_deadline(s);
     if (s.due) due_.insert({*s.due, s.id});
+    const unsigned d = s.cfg.direction == wire::Direction::Output ? 0 : 1;
+    const bool started = s.state == PcmState::Started && s.backend && !s.opening;
+    const bool unscheduled = started && !s.due;
+    started_[d] += static_cast<unsigned>(started) - static_cast<unsigned>(s.counted_started);
+    unscheduled_[d] += static_cast<unsigned>(unscheduled) - static_cast<unsigned>(s.counted_unscheduled);
+    s.counted_started = started;
+    s.counted_unscheduled = unscheduled;
+}
+
+// Kicks on the tx (rx) queue only while some started output (input) stream would not wake the
+// device by itself, or none is started.
+void SoundDevice::update_io_kicks() {
+    for (unsigned d = 0; d < 2; ++d) {
+        const unsigned q = d == 0 ? static_cast<unsigned>(wire::QueueIndex::Tx) : static_cast<unsigned>(wire::QueueIndex::Rx);
+        const bool want = started_[d] == 0 || unscheduled_[d] > 0;
+        if (want == kicks_on_[q]) continue;
+        kicks_on_[q] = want;
+        queues_[q]->set_kicks_enabled(want);
+        // A message may have come while kicks were off: look again.
+        if (want && queues_[q]->has_available()) rescan_[q] = true;
+    }
 }
 
 void SoundDevice::service(Stream& s) {
@@ -702,7 +728,7 @@ void SoundDevice::service(Stream& s) {
 void SoundDevice::process() {
     if (!attached()) return;
     for (unsigned q = 0; q < wire::kQueueCount; ++q) {
-        if (!rescan_[q]) continue;
+        if (!rescan_[q] && kicks_on_[q]) continue; // a queue without kicks is read at every wake-up
         if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
         else drain_queue(static_cast<wire::QueueIndex>(q));
     }
@@ -724,6 +750,7 @@ void SoundDevice::process() {
         service(s);
     }
     servicing_.clear();
+    update_io_kicks();
     deliver_events();
     flush_notifications();
 }
@@ -741,7 +768,13 @@ std::optional<Nanos> SoundDevice::next_deadline() {
         consider(deferred_->deadline);
         if (!waker_) consider(deferred_->next_look);
     }
-    if (!due_.empty()) consider(due_.begin()->first);
+    if (!due_.empty()) {
+        // The last deadline within kWakeCoalesce of the earliest: one wake-up for all of them.
+        const Nanos first = due_.begin()->first;
+        Nanos last = first;
+        for (auto it = due_.begin(); it != due_.end() && it->first <= first + kWakeCoalesce; ++it) last = it->first;
+        consider(last);
+    }
     return next;
 }
 

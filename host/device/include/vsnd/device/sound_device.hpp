@@ -78,6 +78,10 @@ public:
     // with IO_ERR (below the Linux driver's 1 s control timeout, so the guest hears the answer;
     // requests queued behind a slow PREPARE share the budget, counted from the stall).
     static constexpr Nanos kOpenTimeout = 750'000'000;
+    // Streams due within this much of the earliest are serviced in one wake-up, at the last of
+    // their instants: a completion is then at most this late (never early), and a device with many
+    // streams wakes at most once per window, whatever their phases.
+    static constexpr Nanos kWakeCoalesce = 100'000;
 
 private:
     struct Stream;
@@ -139,6 +143,13 @@ private:
     std::set<std::pair<Nanos, std::uint32_t>> due_; // (deadline, stream) of every stream that has one
     std::vector<std::uint32_t> touched_list_, servicing_;
     std::shared_ptr<WokenStreams> woken_; // shared with the wakers handed to backend streams
+    // Per direction (output, input): streams started, and those of them that have no deadline. While
+    // every started stream has one, the device wakes by itself before any of them needs a new
+    // message, so the driver's kicks on that I/O queue are switched off and the ring is read at
+    // each wake-up instead (a wake-up per kick would double the device's wake-ups).
+    std::array<unsigned, 2> started_{}, unscheduled_{};
+    std::array<bool, wire::kQueueCount> kicks_on_{true, true, true, true};
+    void update_io_kicks();
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
     std::optional<DeferredPrepare> deferred_;
