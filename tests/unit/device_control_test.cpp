@@ -3,6 +3,7 @@
 #include "../support/raw_rig.hpp"
 
 #include "vsnd/audio/test_signal.hpp"
+#include "vsnd/backends/simulated_card.hpp"
 #include "vsnd/device/pcm_state.hpp"
 #include "vsnd/driver/sound_driver.hpp"
 
@@ -386,6 +387,58 @@ public:
         return std::unique_ptr<device::BackendStream>(std::make_unique<FailedStream>());
     }
 };
+
+// A card that another program may grab between two opens.
+class GrabbableBackend final : public device::AudioBackend {
+public:
+    explicit GrabbableBackend(device::AudioBackend& card) : card_(card) {}
+    std::string name() const override { return "grabbable"; }
+    Expected<std::unique_ptr<device::BackendStream>, std::string> open(std::uint32_t id, const device::StreamFormat& f) override {
+        if (grabbed) return Unexpected{std::string("device or resource busy")};
+        return card_.open(id, f);
+    }
+    bool grabbed = false;
+
+private:
+    device::AudioBackend& card_;
+};
+
+// PREPARE again from Prepared closes the backend stream; when the re-open fails (the card grabbed
+// by another program, unplugged, the disk full), the stream is back at "parameters set": START is
+// BAD_MSG, not a call on a missing backend stream (the crash this once was), and once the card is
+// free the next PREPARE plays.
+TEST(FailedDevice, FailedReopenLeavesParamsSetAndRecovers) {
+    SimulatedClock clock;
+    backends::SimulatedCard card(clock, backends::CardModel{});
+    GrabbableBackend backend(card);
+    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
+    transport::LoopbackTransport t;
+    t.publish_config(dev.config(), 0);
+    transport::SimulatedLink link(t, dev, clock);
+    driver::SoundDriver drv(link, clock);
+    ASSERT_TRUE(drv.probe());
+    auto& s = drv.stream(0);
+    ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    ASSERT_TRUE(s.prepare());
+    backend.grabbed = true;
+    const auto again = s.prepare();
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().status, wire::Status::IoErr);
+    EXPECT_EQ(dev.stats(0).state, device::PcmState::ParamsSet);
+    const auto start = wire::encode(wire::PcmHeader{wire::Code::PcmStart, 0});
+    const auto r = drv.control(start);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().status, wire::Status::BadMsg);
+    backend.grabbed = false;
+    ASSERT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    ASSERT_EQ(s.write(buf), buf.size());
+    ASSERT_TRUE(s.start());
+    while (s.in_flight()) ASSERT_TRUE(drv.wait(kNanosPerSecond));
+    EXPECT_EQ(s.io_errors(), 0u);
+    ASSERT_TRUE(card.record(0));
+    EXPECT_EQ(card.record(0)->frames, 480u);
+}
 
 TEST(FailedDevice, AnswersIoErrAndKeepsServing) {
     SimulatedClock clock;

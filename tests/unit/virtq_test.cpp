@@ -415,6 +415,17 @@ TEST(Virtq, RepublishedHeadStopsTheQueue) {
 }
 
 TEST(Virtq, IndirectTableBeyondTheBoundIsRefused) {
+    {   // exactly the bound: a table of 1024 one-byte pieces is one chain of 1024 bytes
+        Ring r(8, true, 0);
+        std::uint8_t* table = r.data(0x10000);
+        for (unsigned i = 0; i < kMaxIndirectEntries; ++i)
+            r.desc(table, i, r.data_gpa(i), 1, i + 1 < kMaxIndirectEntries ? VRING_DESC_F_NEXT : 0, static_cast<std::uint16_t>(i + 1));
+        r.desc(0, r.data_gpa(0x10000), 16 * kMaxIndirectEntries, VRING_DESC_F_INDIRECT);
+        r.offer(0);
+        auto c = r.device->pop();
+        ASSERT_TRUE(c && *c) << (c && !*c ? describe(c->error().error) : "nothing");
+        EXPECT_EQ((*c)->readable_bytes, kMaxIndirectEntries);
+    }
     Ring r(8, true, 0);
     r.desc(0, r.data_gpa(0), 16 * (kMaxIndirectEntries + 1), VRING_DESC_F_INDIRECT);
     r.offer(0);

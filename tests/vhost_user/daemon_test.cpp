@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 namespace vsnd::test {
@@ -118,6 +119,26 @@ TEST_F(DaemonTest, ImpossibleTopologyIsOneLineAtStart) {
     EXPECT_EQ(lines(err), 1u) << err;
     EXPECT_NE(err.find("cannot serve this topology: stream 0: the backend cannot do playback"), std::string::npos) << err;
     EXPECT_NE(err.find("stream 1: the backend cannot do capture"), std::string::npos) << err;
+}
+
+// --socket-group and --socket-mode give the socket exactly that group and mode (it is owner-only
+// by default); a group that does not exist is one line at start.
+TEST_F(DaemonTest, SocketGroupAndMode) {
+    const auto sock = dir / "vsnd.sock";
+    auto d = Daemon::spawn({"--socket", sock.string(), "--socket-group", std::to_string(::getgid()), "--socket-mode", "0660"});
+    ASSERT_TRUE(eventually([&] { return listening(sock); }));
+    struct stat st {};
+    ASSERT_EQ(::lstat(sock.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0660u);
+    EXPECT_EQ(st.st_gid, ::getgid());
+    ::kill(d.pid, SIGTERM);
+    EXPECT_EQ(d.wait().first, 0);
+
+    auto [code, err] = Daemon::spawn({"--socket", sock.string(), "--socket-group", "vsnd-no-such-group"}).wait();
+    EXPECT_NE(code, 0);
+    EXPECT_EQ(lines(err), 1u) << err;
+    EXPECT_NE(err.find("vsnd-no-such-group"), std::string::npos) << err;
+    EXPECT_FALSE(listening(sock));
 }
 
 TEST_F(DaemonTest, LiveSocketIsRefusedStaleSocketReplaced) {
