@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
 #include <optional>
 #include <chrono>
 #include <thread>
@@ -62,9 +63,10 @@ public:
 // The simulated world around one of this file's backends: device, shared-memory transport and
 // driver on one simulated clock (SimRig, with any backend in place of its simulated card).
 struct BackendRig {
-    BackendRig(SimulatedClock& clock, device::AudioBackend& backend, device::Topology topology)
-        : clock(clock), dev(std::move(topology), backend, clock), link((t.publish_config(dev.config(), 0), t), dev, clock),
-          drv(link, clock) {}
+    BackendRig(SimulatedClock& clock, device::AudioBackend& backend, device::Topology topology,
+               transport::LoopbackLayout layout = {})
+        : clock(clock), t(layout), dev(std::move(topology), backend, clock),
+          link((t.publish_config(dev.config(), 0), t), dev, clock), drv(link, clock) {}
     // 250 µs more of the device's time, then what the driver got: answers, expired requests.
     void step() {
         link.run_until(clock.now() + 250'000);
@@ -481,6 +483,71 @@ TEST(BackendInterface, DeadlinesCloseTogetherShareOneWakeUp) {
     rig.dev.process();
     EXPECT_EQ(rig.dev.stats(0).messages_completed, 1u);
     EXPECT_EQ(rig.dev.stats(1).messages_completed, 1u);
+}
+
+} // namespace
+} // namespace vsnd::test
+
+namespace vsnd::test {
+namespace {
+
+// Kicks on the tx queue go off only while the device has copied-ahead work of its own: a guest
+// with a ring of just two periods (nothing left to copy once both are in the card) keeps kicking,
+// and plays without a single underrun (the device's timer up to 200 µs late), with event-idx and
+// with flag notifications.
+TEST(BackendInterface, TwoPeriodRingsNeverRunDry) {
+    for (bool event_idx : {true, false}) {
+        SimulatedClock clock;
+        backends::SimulatedCard card(clock, backends::CardModel{});
+        transport::LoopbackLayout layout;
+        layout.event_idx = event_idx;
+        BackendRig rig(clock, card, device::Topology::standard(1, 0), layout);
+        rig.link.set_device_lateness(200'000); // a real timer fires late
+        ASSERT_TRUE(rig.drv.probe());
+        auto& s = rig.drv.stream(0);
+        ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 2, 0}));
+        ASSERT_TRUE(s.prepare());
+        std::vector<std::uint8_t> buf(s.period_bytes());
+        while (s.writable_bytes() >= buf.size()) s.write(buf);
+        ASSERT_TRUE(s.start());
+        const Nanos end = clock.now() + kNanosPerSecond;
+        while (clock.now() < end) {
+            while (s.writable_bytes() >= buf.size()) s.write(buf);
+            ASSERT_TRUE(rig.drv.wait(kNanosPerSecond));
+        }
+        EXPECT_EQ(rig.dev.stats(0).xruns, 0u) << "event_idx " << event_idx;
+        EXPECT_GE(s.periods_completed(), 99u);
+    }
+}
+
+// A device start leaves nothing behind in the rings' notification flags: after a run with kicks
+// off (VRING_USED_F_NO_NOTIFY, no event-idx), a reset and a new start ask for kicks again.
+TEST(BackendInterface, ANewDeviceStartAsksForKicksAgain) {
+    SimulatedClock clock;
+    backends::SimulatedCard card(clock, backends::CardModel{});
+    transport::LoopbackLayout layout;
+    layout.event_idx = false;
+    BackendRig rig(clock, card, device::Topology::standard(1, 0), layout);
+    ASSERT_TRUE(rig.drv.probe());
+    auto& s = rig.drv.stream(0);
+    ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
+    ASSERT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    while (s.writable_bytes() >= buf.size()) s.write(buf);
+    ASSERT_TRUE(s.start());
+    auto tx_flags = [&] {
+        std::uint16_t f;
+        std::memcpy(&f, rig.t.driver_rings(2).used, 2);
+        return f;
+    };
+    for (int i = 0; i < 20; ++i) {
+        while (s.writable_bytes() >= buf.size()) s.write(buf);
+        ASSERT_TRUE(rig.drv.wait(kNanosPerSecond));
+    }
+    ASSERT_EQ(tx_flags(), virtq::VRING_USED_F_NO_NOTIFY) << "kicks are off while it plays";
+    rig.dev.reset();
+    transport::LoopbackDeviceEnd restarted(rig.t, rig.dev);
+    EXPECT_EQ(tx_flags(), 0) << "a new start must ask for kicks";
 }
 
 } // namespace

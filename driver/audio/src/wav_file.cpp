@@ -64,6 +64,7 @@ Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const 
     info.channels = fmt.channels;
     info.format = SF_FORMAT_WAV | *subtype;
     SNDFILE* f = nullptr;
+    sf_count_t frames = 0;
     if (append && std::filesystem::exists(path)) {
         SF_INFO old{};
         f = sf_open(path.c_str(), SFM_RDWR, &old);
@@ -72,6 +73,7 @@ Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const 
             f = nullptr;
         } else if (f) {
             sf_seek(f, 0, SEEK_END);
+            frames = old.frames;
         }
     }
     if (!f) f = sf_open(path.c_str(), SFM_WRITE, &info);
@@ -79,7 +81,7 @@ Expected<std::unique_ptr<WavFileWriter>, std::string> WavFileWriter::open(const 
     // The header follows every write: the file is whole at any instant, for a reader while the
     // stream still plays and after a crash.
     sf_command(f, SFC_SET_UPDATE_HEADER_AUTO, nullptr, SF_TRUE);
-    return std::unique_ptr<WavFileWriter>(new WavFileWriter(f, fmt));
+    return std::unique_ptr<WavFileWriter>(new WavFileWriter(f, fmt, frames));
 }
 
 WavFileWriter::~WavFileWriter() { sf_close(file_); }
@@ -101,8 +103,14 @@ WavFileWriter::Written WavFileWriter::write(std::span<const std::uint8_t> bytes)
         wrote = sf_writef_int(file_, ints_.data(), frames);
     }
     Written w{static_cast<std::size_t>(std::max<sf_count_t>(wrote, 0)), std::nullopt};
+    frames_ += static_cast<sf_count_t>(w.frames);
+    if (wrote == frames) return w;
     // libsndfile reports only "system error"; errno says which (ENOSPC, EFBIG, EIO).
-    if (wrote != frames) w.error = errno ? std::string(std::strerror(errno)) : std::string(sf_strerror(file_));
+    w.error = errno ? std::string(std::strerror(errno)) : std::string(sf_strerror(file_));
+    // A short write may have left part of a frame: back to the last whole one, header to match.
+    sf_count_t keep = frames_;
+    sf_command(file_, SFC_FILE_TRUNCATE, &keep, sizeof keep);
+    sf_command(file_, SFC_UPDATE_HEADER_NOW, nullptr, 0);
     return w;
 }
 

@@ -326,12 +326,12 @@ device::Capabilities WavBackend::capabilities() const {
     return c;
 }
 
-void register_wav_backend(device::BackendRegistry& registry) {
+void register_wav_backend(device::BackendRegistry& registry, std::function<void(const std::string&)> log) {
     registry.add({"wav",
                   "playback into DIR/stream-<id>.wav (+ a timing sidecar), capture from a WAV file or silence",
                   {{"dir", "directory for the output files, created if missing (default .)"},
                    {"capture", "WAV file capture streams read (default: silence)"}},
-                  [](const Clock& clock, const device::BackendOptions& o)
+                  [log](const Clock& clock, const device::BackendOptions& o)
                       -> Expected<std::unique_ptr<device::AudioBackend>, std::string> {
                       const std::filesystem::path dir = o.get("dir").value_or(".");
                       const std::filesystem::path capture = o.get("capture").value_or("");
@@ -342,7 +342,8 @@ void register_wav_backend(device::BackendRegistry& registry) {
                       if (!capture.empty())
                           if (auto r = WavFileReader::open(capture); !r)
                               return Unexpected{fmt::format("wav capture {}: {}", capture.string(), r.error())};
-                      return std::unique_ptr<device::AudioBackend>(std::make_unique<WavBackend>(clock, dir, capture));
+                      return std::unique_ptr<device::AudioBackend>(
+                          std::make_unique<WavBackend>(clock, dir, capture, PacedTiming{}, WavIo::FileThread, log));
                   }});
 }
 

@@ -66,7 +66,7 @@ struct SoundDevice::Stream {
     StreamStats stats;
     std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
     bool touched = false;      // listed in touched_
-    bool counted_started = false, counted_unscheduled = false; // in started_ / unscheduled_
+    bool counted_started = false, counted_needs_kicks = false; // in started_ / needs_kicks_
 };
 
 // Streams whose backend thread woke the device, one bit each (any thread sets, the device loop
@@ -125,7 +125,10 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
     queues_ = queues;
     notify_ = std::move(notify);
     pushed_ = {};
-    kicks_on_ = {true, true, true, true}; // a new queue asks for kicks
+    // A new queue asks for kicks, whatever an earlier device start left in the ring's flags (a
+    // NO_NOTIFY from a run that had them off would otherwise stay and no kick would come).
+    for (unsigned q = 0; q < wire::kQueueCount; ++q) queues_[q]->set_kicks_enabled(true);
+    kicks_on_ = {true, true, true, true};
 }
 
 void SoundDevice::reset() {
@@ -135,11 +138,11 @@ void SoundDevice::reset() {
     touched_list_.clear();
     for (auto& w : woken_->words) w.store(0, std::memory_order_relaxed);
     started_ = {};
-    unscheduled_ = {};
+    needs_kicks_ = {};
     for (auto& s : streams_) {
         s->due.reset();
         s->touched = false;
-        s->counted_started = s->counted_unscheduled = false;
+        s->counted_started = s->counted_needs_kicks = false;
         s->pending.clear();
         s->backend.reset();
         s->opening = false;
@@ -686,13 +689,19 @@ void SoundDevice::reschedule(Stream& s) {
     if (s.due) due_.erase({*s.due, s.id});
     s.due = stream_deadline(s);
     if (s.due) due_.insert({*s.due, s.id});
-    const unsigned d = s.cfg.direction == wire::Direction::Output ? 0 : 1;
+    const bool output = s.cfg.direction == wire::Direction::Output;
+    const unsigned d = output ? 0 : 1;
     const bool started = s.state == PcmState::Started && s.backend && !s.opening;
-    const bool unscheduled = started && !s.due;
+    // It needs the driver's kicks unless the device will wake for it while it still has work in
+    // hand: a deadline, and data not yet copied to the backend (output; otherwise its next
+    // deadline may be the instant the backend runs dry, too late to fetch the next message) or a
+    // second buffer to fill (input).
+    const bool in_hand = output ? s.queued > s.moved : s.pending.size() >= 2;
+    const bool needs_kicks = started && !(s.due && in_hand);
     started_[d] += static_cast<unsigned>(started) - static_cast<unsigned>(s.counted_started);
-    unscheduled_[d] += static_cast<unsigned>(unscheduled) - static_cast<unsigned>(s.counted_unscheduled);
+    needs_kicks_[d] += static_cast<unsigned>(needs_kicks) - static_cast<unsigned>(s.counted_needs_kicks);
     s.counted_started = started;
-    s.counted_unscheduled = unscheduled;
+    s.counted_needs_kicks = needs_kicks;
 }
 
 // Kicks on the tx (rx) queue only while some started output (input) stream would not wake the
@@ -700,7 +709,7 @@ void SoundDevice::reschedule(Stream& s) {
 void SoundDevice::update_io_kicks() {
     for (unsigned d = 0; d < 2; ++d) {
         const unsigned q = d == 0 ? static_cast<unsigned>(wire::QueueIndex::Tx) : static_cast<unsigned>(wire::QueueIndex::Rx);
-        const bool want = started_[d] == 0 || unscheduled_[d] > 0;
+        const bool want = started_[d] == 0 || needs_kicks_[d] > 0;
         if (want == kicks_on_[q]) continue;
         kicks_on_[q] = want;
         queues_[q]->set_kicks_enabled(want);
@@ -770,9 +779,11 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     }
     if (!due_.empty()) {
         // The last deadline within kWakeCoalesce of the earliest: one wake-up for all of them.
+        // (Not for work that is due already: that is done now.)
         const Nanos first = due_.begin()->first;
         Nanos last = first;
-        for (auto it = due_.begin(); it != due_.end() && it->first <= first + kWakeCoalesce; ++it) last = it->first;
+        if (first > clock_.now())
+            for (auto it = due_.begin(); it != due_.end() && it->first <= first + kWakeCoalesce; ++it) last = it->first;
         consider(last);
     }
     return next;

@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
     // Backends by name (device::BackendRegistry): the factory picks one.
     device::BackendRegistry registry;
     backends::register_null_backend(registry);
-    backends::register_wav_backend(registry);
-    std::shared_ptr<spdlog::logger> log; // created after parsing; the ALSA backend logs through it
+    std::shared_ptr<spdlog::logger> log; // created after parsing; the ALSA and WAV backends log through it
+    backends::register_wav_backend(registry, [&log](const std::string& m) { if (log) log->warn("{}", m); });
     backends::register_alsa_backend(registry, [&log](const std::string& m) { if (log) log->info("alsa: {}", m); });
     std::string backend_help = "audio backend:";
     for (const auto& n : registry.names()) backend_help += fmt::format("\n  {}: {}", n, registry.find(n)->help);

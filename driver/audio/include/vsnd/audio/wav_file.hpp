@@ -37,9 +37,10 @@ public:
     Written write(std::span<const std::uint8_t> frames);
 
 private:
-    WavFileWriter(SNDFILE* f, const SampleSpec& fmt) : file_(f), fmt_(fmt) {}
+    WavFileWriter(SNDFILE* f, const SampleSpec& fmt, std::int64_t frames) : file_(f), fmt_(fmt), frames_(frames) {}
     SNDFILE* file_;
     SampleSpec fmt_;
+    std::int64_t frames_; // whole frames in the file (sf_count_t)
     std::vector<std::int32_t> ints_;
 };
 

@@ -65,7 +65,8 @@ private:
     std::unique_ptr<FileThread> files_; // last: goes first, while everything it uses is alive
 };
 
-// "wav" with options dir= and capture= (vsnd-backend-wav).
-void register_wav_backend(device::BackendRegistry& registry);
+// "wav" with options dir= and capture= (vsnd-backend-wav). `log` (the file thread calls it): frames
+// a stalled or full disk left out of a file.
+void register_wav_backend(device::BackendRegistry& registry, std::function<void(const std::string&)> log = {});
 
 } // namespace vsnd::backends

@@ -143,11 +143,11 @@ private:
     std::set<std::pair<Nanos, std::uint32_t>> due_; // (deadline, stream) of every stream that has one
     std::vector<std::uint32_t> touched_list_, servicing_;
     std::shared_ptr<WokenStreams> woken_; // shared with the wakers handed to backend streams
-    // Per direction (output, input): streams started, and those of them that have no deadline. While
-    // every started stream has one, the device wakes by itself before any of them needs a new
-    // message, so the driver's kicks on that I/O queue are switched off and the ring is read at
+    // Per direction (output, input): streams started, and those of them that need the driver's
+    // kicks (see reschedule()). While none does, the device wakes by itself before any of them
+    // needs a new message, so kicks on that I/O queue are switched off and the ring is read at
     // each wake-up instead (a wake-up per kick would double the device's wake-ups).
-    std::array<unsigned, 2> started_{}, unscheduled_{};
+    std::array<unsigned, 2> started_{}, needs_kicks_{};
     std::array<bool, wire::kQueueCount> kicks_on_{true, true, true, true};
     void update_io_kicks();
     std::vector<bool> jack_connected_;
