@@ -92,17 +92,9 @@ private:
 
 struct Rig {
     SimulatedClock clock;
-    transport::LoopbackTransport transport{transport::LoopbackLayout{64, 8, true, 1 << 20}};
     backends::SimulatedCard card{clock, backends::CardModel{}};
     FaultyBackend backend{card};
-    device::SoundDevice device{device::Topology::standard(1, 1), backend, clock};
-    transport::SimulatedLink link{transport, device, clock};
-    driver::DmaBuffer mem;
-    Rig() {
-        transport.publish_config(device.config(), 0);
-        mem = *link.allocate(256 * 1024, 4096);
-        link.device_end();
-    }
+    fuzz::DeviceRig dev{clock, backend, device::Topology::standard(1, 1)};
 };
 
 } // namespace
@@ -112,8 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 7) return 0;
     rig.backend.faults = Faults{static_cast<std::uint8_t>(data[0] % 5), data[1], data[2], static_cast<std::uint8_t>(data[3] % 3),
                                 data[4], data[5], data[6]};
-    fuzz::feed_messages(rig.link, rig.clock, rig.mem, data, size, 7);
+    fuzz::feed_messages(rig.dev.link, rig.clock, rig.dev.mem, data, size, 7);
     // A PREPARE held by an open that never finishes is answered at the open timeout.
-    if (rig.backend.faults.open_mode == 4) rig.link.run_until(rig.clock.now() + device::SoundDevice::kOpenTimeout + 10'000'000);
+    if (rig.backend.faults.open_mode == 4) rig.dev.link.run_until(rig.clock.now() + device::SoundDevice::kOpenTimeout + 10'000'000);
     return 0;
 }

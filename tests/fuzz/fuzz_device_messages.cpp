@@ -15,26 +15,18 @@ namespace {
 
 struct Rig {
     SimulatedClock clock;
-    transport::LoopbackTransport transport{transport::LoopbackLayout{64, 8, true, 1 << 20}};
     backends::SimulatedCard card{clock, backends::CardModel{}};
-    device::SoundDevice device{[] {
+    fuzz::DeviceRig dev{clock, card, [] {
         auto t = device::Topology::standard(1, 1);
         t.jacks.push_back({0, 0, 0, true, true});
         return t;
-    }(), card, clock};
-    transport::SimulatedLink link{transport, device, clock};
-    driver::DmaBuffer mem;
-    Rig() {
-        transport.publish_config(device.config(), 0);
-        mem = *link.allocate(256 * 1024, 4096);
-        link.device_end();
-    }
+    }()};
 };
 
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static Rig rig;
-    fuzz::feed_messages(rig.link, rig.clock, rig.mem, data, size);
+    fuzz::feed_messages(rig.dev.link, rig.clock, rig.dev.mem, data, size);
     return 0;
 }

@@ -3,6 +3,7 @@
 // a simulated link, with the device answering on the simulated clock.
 #pragma once
 
+#include "vsnd/device/sound_device.hpp"
 #include "vsnd/transport/simulated_link.hpp"
 
 #include <cstring>
@@ -10,6 +11,21 @@
 #include <vector>
 
 namespace vsnd::fuzz {
+
+// A device on `backend` behind a simulated link with 1 MiB of rings and 256 KiB of buffers,
+// attached, its config published.
+struct DeviceRig {
+    DeviceRig(SimulatedClock& clock, device::AudioBackend& backend, device::Topology topology)
+        : device(std::move(topology), backend, clock), link(transport, device, clock) {
+        transport.publish_config(device.config(), 0);
+        mem = *link.allocate(256 * 1024, 4096);
+        link.device_end();
+    }
+    transport::LoopbackTransport transport{transport::LoopbackLayout{64, 8, true, 1 << 20}};
+    device::SoundDevice device;
+    transport::SimulatedLink link;
+    driver::DmaBuffer mem;
+};
 
 // Sends the messages of `data` (consumed from `at`), then lets 50 ms pass so pending audio plays
 // and completes; reaps everything the device returned.

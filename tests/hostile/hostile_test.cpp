@@ -4,6 +4,7 @@
 // bare socket. Then the daemon is judged: alive; CPU idle while the attacker still holds its
 // connection, and after; a clean front-end plays through it; RSS and open fds back near the
 // baseline; its log bounded; no sanitizer report. The threat model is in host/README.md.
+#include "../support/eventually.hpp"
 #include "../support/frontend_play.hpp"
 
 #include "vsnd/vhost_user/frontend.hpp"
@@ -60,16 +61,6 @@ constexpr auto kIdleWindow = std::chrono::milliseconds(600);
 constexpr long kRssSlackKib = kSanitized ? 96 * 1024 : 24 * 1024; // ASan keeps freed memory in quarantine
 constexpr std::uintmax_t kLogBytesPerCase = 64 * 1024;
 constexpr int kStallTimeoutMs = 400;
-
-template <class Pred>
-bool eventually(Pred pred, int ms = 5000) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (std::chrono::steady_clock::now() < end) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return pred();
-}
 
 // ---- the daemon, and what /proc says about it ------------------------------------------------
 
@@ -269,12 +260,12 @@ public:
         return len;
     }
     void kick(unsigned q) { fe_->kick(q); }
-    bool wait_used(unsigned q, std::uint16_t target, int ms = 1000) {
+    bool wait_used(unsigned q, std::uint16_t target, int ms = 3000) {
         return eventually([&] { return static_cast<std::int16_t>(used_idx(q) - target) >= 0; }, ms);
     }
 
     // A control request through descriptors 0 (readable) and 1 (writable, 4 + `response` bytes).
-    // The status, or nullopt when the device did not answer within a second.
+    // The status, or nullopt when the device did not answer within 3 s (a loaded host).
     std::optional<wire::Status> control(std::span<const std::uint8_t> req, std::uint32_t response = 0) {
         std::memcpy(host(kRequest), req.data(), req.size());
         desc(0, 0, {gpa(kRequest), static_cast<std::uint32_t>(req.size()), virtq::VRING_DESC_F_NEXT, 1});

@@ -3,6 +3,8 @@
 // io_context thread.
 #pragma once
 
+#include "../support/eventually.hpp"
+
 #include "vsnd/audio/test_signal.hpp"
 #include "vsnd/backends/wav_backend.hpp"
 #include "vsnd/audio/wav_file.hpp"
@@ -93,17 +95,6 @@ inline bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
 inline vhost_user::UniqueFd make_eventfd(std::uint64_t initial = 0) {
     return vhost_user::UniqueFd(::eventfd(static_cast<unsigned>(initial), EFD_CLOEXEC | EFD_NONBLOCK));
-}
-
-// Waits until `pred` holds (polled), up to `ms`.
-template <class Pred>
-bool eventually(Pred pred, int ms = 5000) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (std::chrono::steady_clock::now() < end) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return pred();
 }
 
 // The front-end side of a control socket, byte-exact.

@@ -8,6 +8,7 @@ host what was really played or recorded, sample by sample (vsnd-wav-tool compare
     regression.py CASE --build-dir build/default      (CASE: see CASES below; "all" runs each)
 """
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -168,8 +169,10 @@ def case_sweep(env):
     print(f"sweep: {len(SWEEP)} formats/rates/channel counts bit-exact")
 
 
-def case_reconnect(env):
-    """QEMU killed mid-stream: vsnd-host keeps running, and a new QEMU plays through it again."""
+@contextlib.contextmanager
+def serving(env):
+    """vsnd-host started by the case itself (so it outlives the guests), logging into the work
+    dir; stopped with SIGTERM at the end."""
     log = open(os.path.join(env.work, "vsnd-host.log"), "w")
     host = subprocess.Popen(env.host_cmd().split(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -177,6 +180,19 @@ def case_reconnect(env):
             if os.path.exists(env.sock):
                 break
             time.sleep(0.05)
+        yield host
+    finally:
+        host.send_signal(signal.SIGTERM)
+        try:
+            host.wait(5)
+        except subprocess.TimeoutExpired:
+            host.kill()
+        log.close()
+
+
+def case_reconnect(env):
+    """QEMU killed mid-stream: vsnd-host keeps running, and a new QEMU plays through it again."""
+    with serving(env) as host:
         # run-vm's timeout kills QEMU 3 s into a 20 s playback.
         first = env.run_vm(agent_play("--seconds 20", "/mnt/share/ref0.wav"), backend=False, timeout=12, check=False)
         if first.returncode != 124:
@@ -188,13 +204,6 @@ def case_reconnect(env):
         print("after reconnect: " + env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav")))
         if host.poll() is not None:
             raise Failure("vsnd-host ended")
-    finally:
-        host.send_signal(signal.SIGTERM)
-        try:
-            host.wait(5)
-        except subprocess.TimeoutExpired:
-            host.kill()
-        log.close()
 
 
 def case_kills(env):
@@ -205,14 +214,8 @@ def case_kills(env):
     import random
     kills = int(os.environ.get("VSND_QEMU_KILLS", "50"))
     rng = random.Random(int(os.environ.get("VSND_QEMU_KILLS_SEED", "1")))
-    log = open(os.path.join(env.work, "vsnd-host.log"), "w")
-    host = subprocess.Popen(env.host_cmd().split(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     phases = {}
-    try:
-        for _ in range(100):
-            if os.path.exists(env.sock):
-                break
-            time.sleep(0.05)
+    with serving(env) as host:
         # The reference: one whole session (its guest writes what it sent); its length bounds
         # the kill points.
         t_ref = time.monotonic()
@@ -221,7 +224,6 @@ def case_kills(env):
         ref = os.path.join(env.share, "ref.wav")
         whole = os.path.join(env.out, "stream-0.wav")
         os.rename(whole, os.path.join(env.work, "whole.wav"))
-        boot = None
         for i in range(kills):
             at = rng.uniform(0.05, session)
             cmd = [RUN_VM, "-q", "--guest-bin", env.guest_bin, "--share", env.share,
@@ -266,13 +268,6 @@ def case_kills(env):
         print(f"session {session:.1f} s; kills by phase: " + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())))
         if host.poll() is not None:
             raise Failure("vsnd-host ended")
-    finally:
-        host.send_signal(signal.SIGTERM)
-        try:
-            host.wait(5)
-        except subprocess.TimeoutExpired:
-            host.kill()
-        log.close()
     with open(os.path.join(env.work, "vsnd-host.log")) as f:
         text = f.read()
     started = text.count("device started")
