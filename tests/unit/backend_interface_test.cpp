@@ -2,6 +2,7 @@
 // fed by its own thread wakes the device loop (nothing polled), capabilities narrow the topology,
 // the registry hands global and per-stream options to the backend it creates, and a wake-up
 // services only the streams with work.
+#include "../support/backend_rig.hpp"
 #include "vsnd/backends/simulated_card.hpp"
 #include "vsnd/device/backend_registry.hpp"
 #include "vsnd/device/sound_device.hpp"
@@ -58,26 +59,6 @@ public:
     double ratio_;
     std::atomic<std::size_t> room_;
     device::Waker waker;
-};
-
-// The simulated world around one of this file's backends: device, shared-memory transport and
-// driver on one simulated clock (SimRig, with any backend in place of its simulated card).
-struct BackendRig {
-    BackendRig(SimulatedClock& clock, device::AudioBackend& backend, device::Topology topology,
-               transport::LoopbackLayout layout = {})
-        : clock(clock), t(layout), dev(std::move(topology), backend, clock),
-          link((t.publish_config(dev.config(), 0), t), dev, clock), drv(link, clock) {}
-    // 250 µs more of the device's time, then what the driver got: answers, expired requests.
-    void step() {
-        link.run_until(clock.now() + 250'000);
-        drv.on_interrupt();
-        drv.expire(clock.now());
-    }
-    SimulatedClock& clock;
-    transport::LoopbackTransport t;
-    device::SoundDevice dev;
-    transport::SimulatedLink link;
-    driver::SoundDriver drv;
 };
 
 // One 480-frame period at 48 kHz completes when its last frame is audible: 10 ms after start at

@@ -1,5 +1,6 @@
 // The device model's control queue: every request, its error statuses, and the PCM state
 // machine, through real rings with hand-made messages.
+#include "../support/backend_rig.hpp"
 #include "../support/raw_rig.hpp"
 
 #include "vsnd/audio/test_signal.hpp"
@@ -411,11 +412,9 @@ TEST(FailedDevice, FailedReopenLeavesParamsSetAndRecovers) {
     SimulatedClock clock;
     backends::SimulatedCard card(clock, backends::CardModel{});
     GrabbableBackend backend(card);
-    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
-    transport::LoopbackTransport t;
-    t.publish_config(dev.config(), 0);
-    transport::SimulatedLink link(t, dev, clock);
-    driver::SoundDriver drv(link, clock);
+    BackendRig rig(clock, backend, device::Topology::standard(1, 0));
+    auto& dev = rig.dev;
+    auto& drv = rig.drv;
     ASSERT_TRUE(drv.probe());
     auto& s = drv.stream(0);
     ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
@@ -443,11 +442,9 @@ TEST(FailedDevice, FailedReopenLeavesParamsSetAndRecovers) {
 TEST(FailedDevice, AnswersIoErrAndKeepsServing) {
     SimulatedClock clock;
     FailedBackend backend;
-    device::SoundDevice dev(device::Topology::standard(1, 0), backend, clock);
-    transport::LoopbackTransport t;
-    t.publish_config(dev.config(), 0);
-    transport::SimulatedLink link(t, dev, clock);
-    driver::SoundDriver drv(link, clock);
+    BackendRig rig(clock, backend, device::Topology::standard(1, 0));
+    auto& dev = rig.dev;
+    auto& drv = rig.drv;
     ASSERT_TRUE(drv.probe());
     auto& s = drv.stream(0);
     ASSERT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 480, 4, 0}));
