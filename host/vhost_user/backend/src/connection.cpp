@@ -371,20 +371,21 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
         if (!r.num || !r.addr_set || !r.kick || !r.enabled) return std::nullopt;
     const bool event_idx = features_ & kFeatureRingEventIdx, indirect = features_ & kFeatureRingIndirectDesc;
     std::array<virtq::DeviceQueue*, wire::kQueueCount> queues{};
+    // The device does not start: no queue is kept, and the connection closes with the reason.
+    auto refuse = [this](std::string why) {
+        for (auto& x : rings_) x.queue.reset();
+        return Failure{true, std::move(why)};
+    };
     for (unsigned q = 0; q < wire::kQueueCount; ++q) {
         auto& r = rings_[q];
         const auto sizes = virtq::ring_bytes(static_cast<std::uint16_t>(r.num));
         auto desc = memory_.user_span(r.addr.desc, sizes.desc);
         auto avail = memory_.user_span(r.addr.avail, sizes.avail);
         auto used = memory_.user_span(r.addr.used, sizes.used);
-        if (!desc || !avail || !used) { // the size grew after SET_VRING_ADDR
-            for (auto& x : rings_) x.queue.reset();
-            return Failure{true, fmt::format("{} queue of {} entries does not fit its ring addresses", queue_name(q), r.num)};
-        }
-        if (const char* bad = virtq::ring_layout_error({desc->data(), avail->data(), used->data()}, static_cast<std::uint16_t>(r.num))) {
-            for (auto& x : rings_) x.queue.reset();
-            return Failure{true, fmt::format("{} queue: {}", queue_name(q), bad)};
-        }
+        if (!desc || !avail || !used) // the size grew after SET_VRING_ADDR
+            return refuse(fmt::format("{} queue of {} entries does not fit its ring addresses", queue_name(q), r.num));
+        if (const char* bad = virtq::ring_layout_error({desc->data(), avail->data(), used->data()}, static_cast<std::uint16_t>(r.num)))
+            return refuse(fmt::format("{} queue: {}", queue_name(q), bad));
         r.queue = std::make_unique<virtq::DeviceQueue>(
             memory_, virtq::QueueConfig{static_cast<std::uint16_t>(r.num), {desc->data(), avail->data(), used->data()}, event_idx, indirect},
             r.base);
@@ -395,10 +396,8 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
             if (o == q) continue;
             const auto& a = rings_[q].queue->config();
             const auto& b = rings_[o].queue->config();
-            if (const char* part = virtq::used_ring_overlap(a.rings, a.size, b.rings, b.size)) {
-                for (auto& x : rings_) x.queue.reset();
-                return Failure{true, fmt::format("{} queue: used ring overlaps the {} queue's {}", queue_name(q), queue_name(o), part)};
-            }
+            if (const char* part = virtq::used_ring_overlap(a.rings, a.size, b.rings, b.size))
+                return refuse(fmt::format("{} queue: used ring overlaps the {} queue's {}", queue_name(q), queue_name(o), part));
         }
     attached_ = true;
     device_.attach(queues, [this](wire::QueueIndex q) { signal_call(static_cast<unsigned>(q)); });
