@@ -29,10 +29,13 @@ add_backports() {
 }
 
 # python3: vm-images/run-vm and the VM tests; kmod: depmod for the guest image (a minimal root
-# such as the debian:bookworm image has neither).
+# such as the debian:bookworm image has neither). libzita-resampler-dev: the RTP receiver's
+# drift resampler. GStreamer (base + good: rtpL16pay/rtpL24pay, udpsink) and ffmpeg: the real
+# RTP senders of the interop tests.
 pkgs=(build-essential cmake ninja-build pkg-config clang-14 libclang-rt-14-dev
       libboost-dev libasound2-dev libsndfile1-dev libcli11-dev libspdlog-dev libfmt-dev
-      nlohmann-json3-dev libspeexdsp-dev libgtest-dev libgmock-dev libbenchmark-dev
+      nlohmann-json3-dev libzita-resampler-dev libgtest-dev libgmock-dev libbenchmark-dev
+      gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good ffmpeg
       linux-libc-dev alsa-utils cpio busybox-static xz-utils zstd iproute2 nftables
       python3 kmod binutils)
 bpo_pkgs=(qemu-system-x86)

@@ -41,6 +41,7 @@ bool PacedSink::update(Nanos now) {
     if (!started_) return true;
     const unsigned ch = opt_.spec.channels;
     while (boundary(periods_) <= now) {
+        if (opt_.wait_for_late_frames && buffered() < opt_.period_frames) break;
         // The hardware takes the next period; what is missing is played as silence.
         head_before_current_ = head_;
         const auto take = static_cast<std::uint32_t>(std::min<std::uint64_t>(buffered(), opt_.period_frames));
@@ -60,6 +61,8 @@ bool PacedSink::update(Nanos now) {
 
 std::optional<double> PacedSink::pending(Nanos now) const {
     if (!started_) return static_cast<double>(buffered());
+    // Waiting for late frames: the nominal position runs on; pending may go below zero (late).
+    if (opt_.wait_for_late_frames) return static_cast<double>(tail_) - static_cast<double>(now - t0_) / frame_ns_;
     // Frames of the period now playing that are not yet audible are still pending.
     const Nanos begin = boundary(periods_ - (periods_ ? 1 : 0));
     double in_current = periods_ ? std::clamp(static_cast<double>(now - begin) / frame_ns_, 0.0, double(current_data_)) : 0;
@@ -84,7 +87,10 @@ std::size_t PacedSink::write(std::span<const std::int32_t> samples, Nanos now) {
     return n;
 }
 
-Nanos PacedSink::next_wake(Nanos now) const { return started_ ? boundary(periods_) : now + static_cast<Nanos>(frame_ns_ * opt_.period_frames); }
+Nanos PacedSink::next_wake(Nanos now) const {
+    if (!started_) return now + static_cast<Nanos>(frame_ns_ * opt_.period_frames);
+    return std::max(now, boundary(periods_));
+}
 
 std::string PacedSink::describe() const {
     return fmt::format("paced {} Hz, {} ch, period {} frames, buffer {}{}", opt_.spec.rate, opt_.spec.channels,

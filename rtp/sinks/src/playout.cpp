@@ -13,7 +13,7 @@ bool Playout::service(Nanos now) {
     const std::uint32_t period = sink_.period_frames();
     // A bounded number of periods per wake: a sink that claims endless room cannot spin us.
     for (unsigned i = 0; i < 64; ++i) {
-        const double pending = sink_.pending(now).value_or(0);
+        const double pending = std::max(0.0, sink_.pending(now).value_or(0));
         if (pending + period > fill_ + 0.5 * period || sink_.writable() < period) break;
         rx_.render(buf_, now, pending);
         if (sink_.write(buf_, now) == 0) break;

@@ -4,6 +4,7 @@
 // its buffer lacks a period it plays silence for the missing part (an xrun, counted), so the
 // timeline it delivers never shrinks. On CLOCK_MONOTONIC for files and pipes, on a simulated
 // clock in tests (sink drift, deterministic). Single owner; never blocks (the consumer must not).
+// Files and pipes may instead wait for late frames (PacedSinkOptions::wait_for_late_frames).
 #pragma once
 
 #include "vsnd/rtp/playout_sink.hpp"
@@ -19,6 +20,11 @@ struct PacedSinkOptions {
     std::uint32_t buffer_frames = 480;
     double ppm = 0;                // the card's rate error
     std::uint32_t start_frames = 0; // starts once this much is written (0: one period)
+    // A file or a pipe, which nobody hears as it is written: a period whose frames are late is
+    // taken when they come, still stamped with its place on the timeline, instead of becoming
+    // silence. A loop that wakes late (a loaded machine) then costs nothing; the file's timing
+    // stays exact. A card (and a test of one) plays silence: false.
+    bool wait_for_late_frames = false;
 };
 
 class PacedSink : public PlayoutSink {

@@ -1,0 +1,227 @@
+// Real senders into the real receiver over loopback: GStreamer's rtpL16pay/rtpL24pay, ffmpeg's
+// RTP muxer with the SDP it writes, and vsnd-rtp-send (also through vsnd-rtp-impair). The
+// receiver writes a WAV; the TestSignal it holds must be bit-exact (no resampling: --drift off,
+// one clock on loopback), and its statistics must show no loss.
+#include "vsnd/audio/test_signal.hpp"
+#include "vsnd/audio/wav_file.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace vsnd::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct Dir {
+    fs::path path;
+    Dir() {
+        char t[] = "/tmp/vsnd-rtp-interop-XXXXXX";
+        path = mkdtemp(t);
+    }
+    ~Dir() { fs::remove_all(path); }
+};
+
+pid_t spawn(const std::string& cmd) {
+    const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+    pid_t pid = -1;
+    EXPECT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0) << cmd;
+    return pid;
+}
+int wait_for(pid_t pid) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+int run(const std::string& cmd) { return wait_for(spawn(cmd)); }
+
+bool have(const char* tool) { return run(std::string("command -v ") + tool + " >/dev/null 2>&1") == 0; }
+
+void write_test_wav(const fs::path& p, wire::PcmFormat f, std::uint32_t rate, std::uint64_t frames) {
+    audio::SampleSpec spec{f, rate, 2};
+    auto w = audio::WavFileWriter::open(p, spec, false);
+    ASSERT_TRUE(w) << w.error();
+    std::vector<std::uint8_t> buf(frames * spec.frame_bytes());
+    audio::TestSignal(f, 2).fill(buf, 0);
+    ASSERT_FALSE((*w)->write(buf).error);
+}
+
+// The received WAV (S16 or S32 = L24 << 8) holds TestSignal frames [0, frames) of `f`
+// contiguously, after leading silence. Returns the number of exact frames in order.
+std::uint64_t exact_frames(const fs::path& p, wire::PcmFormat f, std::uint64_t frames) {
+    auto r = audio::WavFileReader::open(p);
+    EXPECT_TRUE(r) << r.error();
+    if (!r) return 0;
+    const audio::SampleSpec s32{wire::PcmFormat::S32, (*r)->rate(), 2};
+    auto bytes = (*r)->read_all(s32);
+    std::vector<std::int32_t> got(bytes.size() / 4);
+    std::memcpy(got.data(), bytes.data(), got.size() * 4);
+    std::size_t first = 0;
+    while (first * 2 + 1 < got.size() && got[first * 2] == 0 && got[first * 2 + 1] == 0) ++first;
+    audio::TestSignal sig(f, 2);
+    const audio::SampleSpec ref_spec{f, (*r)->rate(), 2};
+    std::vector<std::uint8_t> ref(ref_spec.frame_bytes());
+    std::uint64_t exact = 0;
+    for (std::uint64_t k = 0; k < frames && (first + k) * 2 + 1 < got.size(); ++k) {
+        sig.fill(ref, k);
+        std::int32_t want[2];
+        for (int c = 0; c < 2; ++c) {
+            if (f == wire::PcmFormat::S16) {
+                std::int16_t v;
+                std::memcpy(&v, &ref[c * 2], 2);
+                want[c] = std::int32_t{v} * 65536;
+            } else {
+                std::int32_t v;
+                std::memcpy(&v, &ref[c * 4], 4);
+                want[c] = static_cast<std::int32_t>(static_cast<std::uint32_t>(v) << 8);
+            }
+        }
+        if (got[(first + k) * 2] != want[0] || got[(first + k) * 2 + 1] != want[1]) break;
+        ++exact;
+    }
+    return exact;
+}
+
+nlohmann::json last_stats(const fs::path& p) {
+    std::ifstream in(p);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (!line.empty()) last = line;
+    EXPECT_FALSE(last.empty()) << "no statistics in " << p;
+    return last.empty() ? nlohmann::json::object() : nlohmann::json::parse(last);
+}
+
+struct Receiver {
+    pid_t pid = 0;
+    fs::path wav, stats;
+};
+// vsnd-rtp-recv into a WAV, bit-exact settings (no resampling), stopping 1 s after the stream ends.
+Receiver start_receiver(const Dir& d, const std::string& source, const std::string& extra = "") {
+    Receiver r{0, d.path / "rx.wav", d.path / "rx.jsonl"};
+    r.pid = spawn(std::string("timeout -k 2 30 ") + VSND_RTP_RECV + " " + source + " --wav " + r.wav.string() +
+                  " --stats " + r.stats.string() + " --drift off --until-idle 1 --duration 25 " + extra);
+    std::this_thread::sleep_for(300ms); // bound and listening
+    return r;
+}
+
+void expect_clean(const nlohmann::json& j) {
+    EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
+    EXPECT_EQ(j.value("late", -1), 0) << j.dump();
+    EXPECT_EQ(j.value("resyncs", -1), 0) << j.dump();
+    EXPECT_EQ(j.value("concealed_frames", -1), 0) << j.dump();
+    EXPECT_LE(j.value("underruns", 99), 1) << "one underrun when the stream ends: " << j.dump();
+    EXPECT_EQ(j.value("sink_xruns", -1), 0) << j.dump();
+}
+
+TEST(Interop, GStreamerL16Pt96FourMsPacketsWithForcedWraps) {
+    if (!have("gst-launch-1.0")) GTEST_FAIL() << "gst-launch-1.0 missing (tests/setup.sh installs it)";
+    Dir d;
+    const std::uint64_t frames = 3 * 48000;
+    write_test_wav(d.path / "in.wav", wire::PcmFormat::S16, 48000, frames);
+    auto r = start_receiver(d, "127.0.0.1 15004", "--latency 40");
+    ASSERT_EQ(run("timeout -k 2 20 gst-launch-1.0 -q filesrc location=" + (d.path / "in.wav").string() +
+                  " ! wavparse ! audioconvert ! audio/x-raw,format=S16BE,rate=48000,channels=2 ! rtpL16pay pt=96 "
+                  "min-ptime=4000000 max-ptime=4000000 seqnum-offset=65500 timestamp-offset=4294960000 "
+                  "! udpsink host=127.0.0.1 port=15004 sync=true"),
+              0);
+    ASSERT_EQ(wait_for(r.pid), 0);
+    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S16, frames), frames);
+    expect_clean(last_stats(r.stats));
+}
+
+TEST(Interop, GStreamerL24Pt97OneMsPackets) {
+    if (!have("gst-launch-1.0")) GTEST_FAIL() << "gst-launch-1.0 missing (tests/setup.sh installs it)";
+    Dir d;
+    const std::uint64_t frames = 3 * 48000;
+    write_test_wav(d.path / "in.wav", wire::PcmFormat::S24, 48000, frames);
+    auto r = start_receiver(d, "127.0.0.1 15006", "--format L24 --pt 97 --latency 30");
+    ASSERT_EQ(run("timeout -k 2 20 gst-launch-1.0 -q filesrc location=" + (d.path / "in.wav").string() +
+                  " ! wavparse ! audioconvert ! audio/x-raw,format=S24BE,rate=48000,channels=2 ! rtpL24pay pt=97 "
+                  "min-ptime=1000000 max-ptime=1000000 ! udpsink host=127.0.0.1 port=15006 sync=true"),
+              0);
+    ASSERT_EQ(wait_for(r.pid), 0);
+    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S24, frames), frames);
+    expect_clean(last_stats(r.stats));
+}
+
+TEST(Interop, FfmpegStaticPt10WithItsSdpAndVariablePackets) {
+    if (!have("ffmpeg")) GTEST_FAIL() << "ffmpeg missing (tests/setup.sh installs it)";
+    Dir d;
+    const std::uint64_t frames = 3 * 44100;
+    write_test_wav(d.path / "in.wav", wire::PcmFormat::S16, 44100, frames);
+    const std::string send = "timeout -k 2 20 ffmpeg -nostdin -hide_banner -loglevel error -re -i " + (d.path / "in.wav").string() +
+                             " -c:a pcm_s16be -f rtp -sdp_file " + (d.path / "ff.sdp").string() + " rtp://127.0.0.1:15010";
+    // ffmpeg writes the SDP as it starts: a first short run writes it, the receiver reads it.
+    ASSERT_EQ(run(send + " -t 0.05 >/dev/null 2>&1 || true"), 0);
+    ASSERT_TRUE(fs::exists(d.path / "ff.sdp"));
+    auto r = start_receiver(d, (d.path / "ff.sdp").string(), "--latency 60");
+    ASSERT_EQ(run(send), 0);
+    ASSERT_EQ(wait_for(r.pid), 0);
+    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S16, frames), frames);
+    expect_clean(last_stats(r.stats));
+}
+
+TEST(Interop, VsndSenderThroughTheImpairmentRelayKeepsTheTimeline) {
+    Dir d;
+    auto r = start_receiver(d, "127.0.0.1 15020", "--latency 40 --conceal silence");
+    const pid_t relay = spawn(std::string("exec ") + VSND_RTP_IMPAIR + " --listen 127.0.0.1:15021 --to 127.0.0.1:15020 --loss 0.01 "
+                              "--dup 0.01 --reorder 0.02 --reorder-ms 3 --jitter-ms 5 --seed 3 --duration 6 2>" +
+                              (d.path / "relay.txt").string());
+    std::this_thread::sleep_for(200ms);
+    ASSERT_EQ(run(std::string(VSND_RTP_SEND) + " 127.0.0.1 15021 --signal test --duration 3 2>/dev/null"), 0);
+    ASSERT_EQ(wait_for(r.pid), 0);
+    kill(relay, SIGTERM);
+    wait_for(relay);
+    const auto j = last_stats(r.stats);
+    // The relay's figures against the receiver's.
+    std::ifstream in(d.path / "relay.txt");
+    std::string relay_line((std::istreambuf_iterator<char>(in)), {});
+    unsigned long long rin = 0, rout = 0, lost = 0, dup = 0, reord = 0, over = 0;
+    ASSERT_EQ(std::sscanf(relay_line.c_str(), "vsnd-rtp-impair: in %llu out %llu lost %llu duplicated %llu reordered %llu overflow %llu",
+                          &rin, &rout, &lost, &dup, &reord, &over), 6) << relay_line;
+    EXPECT_EQ(j.value("lost", 0ull), lost) << j.dump();
+    EXPECT_EQ(j.value("duplicate", 0ull), dup) << j.dump();
+    EXPECT_EQ(j.value("concealed_frames", 0ull), lost * 48) << j.dump();
+    EXPECT_EQ(j.value("late", -1), 0) << j.dump();
+    EXPECT_GT(j.value("reordered", 0), 0) << j.dump();
+}
+
+TEST(Interop, BadInputIsOneClearLine) {
+    Dir d;
+    auto out = d.path / "err.txt";
+    auto line_count = [&] {
+        std::ifstream in(out);
+        std::string all((std::istreambuf_iterator<char>(in)), {});
+        return std::count(all.begin(), all.end(), '\n');
+    };
+    EXPECT_NE(run(std::string(VSND_RTP_RECV) + " " + (d.path / "missing.sdp").string() + " 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    std::ofstream(d.path / "bad.sdp") << "v=0\nm=audio 5004 RTP/AVP 96\na=rtpmap:96 opus/48000/2\n";
+    EXPECT_NE(run(std::string(VSND_RTP_RECV) + " " + (d.path / "bad.sdp").string() + " 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    EXPECT_NE(run(std::string(VSND_RTP_RECV) + " 5004 --latency 3 --period-ms 5 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    EXPECT_NE(run(std::string(VSND_RTP_SEND) + " 127.0.0.1 5004 --ptime 0 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    EXPECT_NE(run(std::string(VSND_RTP_SEND) + " nowhere 5004 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    EXPECT_NE(run(std::string(VSND_RTP_IMPAIR) + " --listen 1 --to 2 2>" + out.string()), 0);
+    EXPECT_EQ(line_count(), 1);
+    for (const char* tool : {VSND_RTP_RECV, VSND_RTP_SEND, VSND_RTP_IMPAIR})
+        EXPECT_EQ(run(std::string(tool) + " --help >/dev/null"), 0) << tool;
+}
+
+} // namespace
+} // namespace vsnd::test
