@@ -94,6 +94,7 @@ public:
         return n;
     }
     std::uint32_t period_frames() const override { return s_.period_frames(); }
+    std::uint32_t buffer_frames() const override { return s_.buffer_frames(); }
     Nanos next_wake(Nanos now) const override { return s_.next_wake(now); }
     int poll_fd() const override { return s_.poll_fd(); }
     std::uint64_t xruns() const override { return s_.xruns(); }
@@ -336,11 +337,13 @@ int main(int argc, char** argv) {
                                  ro.format.channels};
     const auto period = static_cast<std::uint32_t>(std::max(16.0, period_ms * sink_rate / 1000));
     if (periods < 2 || periods > 64) return fail("--periods must be 2..64");
-    // Valid / adjusted / invalid: the target must cover what the sink holds ahead (two periods) and a packet.
-    const double fill_ms = 2.0 * period * 1000 / sink_rate;
+    // Valid / adjusted / invalid: the target must cover what the sink holds ahead (its buffer but
+    // one period) and a packet.
+    const double fill_ms = (periods - 1.0) * period * 1000 / sink_rate;
     if (latency_ms < fill_ms + 1)
-        return fail(fmt::format("--latency {} ms is below the sink's fill ({:.1f} ms: two {:.1f} ms periods) plus a packet; "
-                                "raise --latency or lower --period-ms", latency_ms, fill_ms, fill_ms / 2));
+        return fail(fmt::format("--latency {} ms is below the sink's fill ({:.1f} ms: {} of {} periods of {:.1f} ms) plus a "
+                                "packet; raise --latency or lower --period-ms or --periods", latency_ms, fill_ms, periods - 1,
+                                periods, fill_ms / (periods - 1)));
     if (auto ok = validate(ro); !ok) return fail(ok.error());
 
     asio::io_context io;

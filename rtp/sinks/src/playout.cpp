@@ -5,8 +5,14 @@
 namespace vsnd::rtp {
 
 Playout::Playout(RtpReceiver& rx, PlayoutSink& sink, std::uint32_t fill)
-    : rx_(rx), sink_(sink), fill_(fill ? fill : 2 * sink.period_frames()),
-      buf_(std::size_t{sink.period_frames()} * sink.spec().channels) {}
+    : rx_(rx), sink_(sink),
+      fill_(fill ? fill : std::max(sink.period_frames(), sink.buffer_frames() - sink.period_frames())),
+      buf_(std::size_t{sink.period_frames()} * sink.spec().channels) {
+    // Never more ahead than the target latency less a period: frames written beyond it would be
+    // rendered before they can have arrived.
+    const auto target = static_cast<std::uint32_t>(rx.options().target_latency * rx.output_rate() / kNanosPerSecond);
+    fill_ = std::min(fill_, std::max(sink.period_frames(), target > sink.period_frames() ? target - sink.period_frames() : 0));
+}
 
 bool Playout::service(Nanos now) {
     if (!sink_.update(now)) return false;

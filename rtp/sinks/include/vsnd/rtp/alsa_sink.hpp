@@ -37,6 +37,7 @@ public:
     std::size_t writable() const override { return avail_; }
     std::size_t write(std::span<const std::int32_t> s, Nanos now) override;
     std::uint32_t period_frames() const override { return period_; }
+    std::uint32_t buffer_frames() const override { return buffer_; }
     Nanos next_wake(Nanos now) const override;
     std::uint64_t xruns() const override { return xruns_; }
     std::string error() const override { return error_; }

@@ -24,6 +24,7 @@ public:
     std::size_t writable() const override;
     std::size_t write(std::span<const std::int32_t> s, Nanos now) override;
     std::uint32_t period_frames() const override { return stream_.config().period_frames; }
+    std::uint32_t buffer_frames() const override { return stream_.config().period_frames * stream_.config().periods; }
     Nanos next_wake(Nanos now) const override;
     int poll_fd() const override { return driver_.transport().interrupt_fd(); }
     std::uint64_t xruns() const override { return xruns_; }

@@ -27,6 +27,7 @@ public:
     std::size_t writable() const override { return paced_->writable(); }
     std::size_t write(std::span<const std::int32_t> s, Nanos now) override { return paced_->write(s, now); }
     std::uint32_t period_frames() const override { return paced_->period_frames(); }
+    std::uint32_t buffer_frames() const override { return paced_->buffer_frames(); }
     Nanos next_wake(Nanos now) const override { return paced_->next_wake(now); }
     std::uint64_t xruns() const override { return paced_->xruns(); }
     std::string error() const override { return error_; }
@@ -55,6 +56,7 @@ public:
     std::size_t writable() const override { return paced_->writable(); }
     std::size_t write(std::span<const std::int32_t> s, Nanos now) override { return paced_->write(s, now); }
     std::uint32_t period_frames() const override { return paced_->period_frames(); }
+    std::uint32_t buffer_frames() const override { return paced_->buffer_frames(); }
     Nanos next_wake(Nanos now) const override { return paced_->next_wake(now); }
     std::uint64_t xruns() const override { return paced_->xruns(); }
     std::string error() const override { return error_; }

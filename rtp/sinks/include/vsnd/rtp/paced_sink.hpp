@@ -40,6 +40,7 @@ public:
     std::size_t writable() const override;
     std::size_t write(std::span<const std::int32_t> samples, Nanos now) override;
     std::uint32_t period_frames() const override { return opt_.period_frames; }
+    std::uint32_t buffer_frames() const override { return opt_.buffer_frames; }
     Nanos next_wake(Nanos now) const override;
     std::uint64_t xruns() const override { return xruns_; }
     std::string describe() const override;

@@ -32,6 +32,8 @@ public:
     virtual std::size_t write(std::span<const std::int32_t> samples, Nanos now) = 0;
     // Frames the sink prefers per write (its period); the receiver writes in these steps.
     virtual std::uint32_t period_frames() const = 0;
+    // Frames the sink holds at most (its ring).
+    virtual std::uint32_t buffer_frames() const = 0;
     // The latest time update() must be called again.
     virtual Nanos next_wake(Nanos now) const = 0;
     // A file descriptor that becomes readable when the sink wants attention, or -1.
