@@ -39,7 +39,6 @@ using namespace vsnd::rtp;
 
 namespace {
 
-constexpr Nanos kMs = 1'000'000;
 
 int fail(const std::string& why) {
     std::fprintf(stderr, "vsnd-rtp-recv: %s\n", why.c_str());
@@ -51,7 +50,7 @@ Nanos now_ns() { return MonotonicClock().now(); }
 // The last seconds of what was played, for --dump (disorder-playrtp's habit).
 class DumpRing {
 public:
-    DumpRing(std::size_t frames, unsigned channels) : cap_(frames * channels), channels_(channels) {}
+    DumpRing(std::size_t frames, unsigned channels) : cap_(std::max<std::size_t>(1, frames * channels)) {}
     void add(std::span<const std::int32_t> s) {
         for (auto v : s) {
             if (ring_.size() < cap_) ring_.push_back(v);
@@ -75,7 +74,6 @@ public:
 
 private:
     std::size_t cap_;
-    unsigned channels_;
     std::vector<std::int32_t> ring_;
     std::size_t at_ = 0;
 };
@@ -347,9 +345,10 @@ int main(int argc, char** argv) {
     if (auto ok = validate(ro); !ok) return fail(ok.error());
 
     asio::io_context io;
-    std::unique_ptr<PlayoutSink> sink;
+    // Declared in this order so that the sink (which stops its stream through the driver) goes first.
     std::unique_ptr<vhost_user::Frontend> frontend;
     std::unique_ptr<driver::SoundDriver> drv;
+    std::unique_ptr<PlayoutSink> sink;
     MonotonicClock mono;
     PacedSinkOptions po{spec, period, period * periods, 0, 0, true};
     if (sink_kind == "alsa") {

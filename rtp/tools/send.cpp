@@ -219,6 +219,7 @@ int main(int argc, char** argv) {
     std::vector<std::int32_t> samples(std::size_t{g.frames_per_packet} * g.format.channels);
     Nanos next_sap = start, next_rtcp = start + static_cast<Nanos>(rtcp_interval * 1e9);
     std::uint64_t octets = 0;
+    Nanos first_sent = 0;
     std::uint32_t origin = 0x7f000001;
     const std::uint16_t hash = static_cast<std::uint16_t>(ssrc ^ (ssrc >> 16));
     while (!g_stop && gen.next_time() < end) {
@@ -237,6 +238,7 @@ int main(int argc, char** argv) {
             encode_samples(g.format, samples, packet.data() + kRtpHeaderBytes);
         }
         rtp->get()->send(packet);
+        if (!first_sent) first_sent = MonotonicClock().now();
         octets += packet.size() - kRtpHeaderBytes;
         const Nanos now = MonotonicClock().now();
         if (sap_sock && now >= next_sap) {
@@ -261,9 +263,10 @@ int main(int argc, char** argv) {
         }
     }
     if (sap_sock) sap_sock->send(write_sap(hash, origin, sdp, true));
-    std::fprintf(stderr, "vsnd-rtp-send: %llu packets (%s, %u frames each) to %s port %u, %llu send errors%s%s\n",
+    std::fprintf(stderr, "vsnd-rtp-send: %llu packets (%s, %u frames each) to %s port %u, first at %lld ns "
+                 "(CLOCK_MONOTONIC), %llu send errors%s%s\n",
                  static_cast<unsigned long long>(gen.packets_sent()), describe(g.format).c_str(), g.frames_per_packet,
-                 address.c_str(), port, static_cast<unsigned long long>(rtp->get()->errors()),
+                 address.c_str(), port, static_cast<long long>(first_sent), static_cast<unsigned long long>(rtp->get()->errors()),
                  rtp->get()->errors() ? ": " : "", rtp->get()->last_error().c_str());
     return 0;
 }

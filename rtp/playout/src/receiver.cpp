@@ -10,7 +10,7 @@ namespace vsnd::rtp {
 namespace {
 
 constexpr std::size_t kStagingFrames = 16;   // resampler input read ahead of need
-constexpr std::size_t kMaxRenderFrames = 1 << 16;
+constexpr std::size_t kMaxRenderFrames = 8192; // per render() call; more is rendered as this much
 constexpr Nanos kJumpBack = kNanosPerSecond; // a packet this far behind the timeline is a jump, not late
 constexpr std::int32_t kSilence = 1 << 20;   // |sample| below this (about -66 dBFS) counts as silence
 constexpr Nanos kMinSlipInterval = 5'000'000;
@@ -68,13 +68,18 @@ RtpReceiver::RtpReceiver(ReceiverOptions o)
         staging_.resize(kStagingFrames * ch);
         resampled_.resize(kMaxRenderFrames * ch);
     }
-    scratch_.resize((kMaxRenderFrames + 1) * ch);
+    scratch_.resize((std::max(kMaxRenderFrames, max_packet_frames()) + 1) * ch);
     held_.resize(opt_.jump_packets);
-    held_samples_.resize(std::size_t{opt_.jump_packets} * (jb_.capacity() / 4) * ch);
+    held_samples_.resize(std::size_t{opt_.jump_packets} * max_packet_frames() * ch);
     seen_.fill(-1);
 }
 
 RtpReceiver::~RtpReceiver() = default;
+
+// The largest packet played: a quarter of the ring (the rest is beyond any sane packet time).
+std::size_t RtpReceiver::max_packet_frames() const {
+    return std::min<std::size_t>(jb_.capacity() / 4, 65536 / opt_.format.frame_bytes());
+}
 
 void RtpReceiver::adopt(std::uint32_t ssrc) {
     if (ssrc_) ++counters_.ssrc_changes;
@@ -121,7 +126,7 @@ void RtpReceiver::on_packet(std::span<const std::uint8_t> datagram, Nanos arriva
     auto reject = [&](Reject r) { ++counters_.rejected[static_cast<std::size_t>(r)]; };
     if (p.payload_type != f.payload_type) return reject(Reject::PayloadType);
     const std::size_t frames = p.payload.size() / f.frame_bytes();
-    if (p.payload.empty() || p.payload.size() % f.frame_bytes() != 0 || frames > jb_.capacity() / 4)
+    if (p.payload.empty() || p.payload.size() % f.frame_bytes() != 0 || frames > max_packet_frames())
         return reject(Reject::PayloadSize);
 
     if (!ssrc_) {
@@ -314,7 +319,17 @@ void RtpReceiver::account_read(std::int64_t before, std::int64_t after, const Ji
 
 void RtpReceiver::render(std::span<std::int32_t> out, Nanos now, double sink_pending) {
     const unsigned ch = opt_.format.channels;
-    out = out.first(std::min(out.size() / ch, kMaxRenderFrames) * ch);
+    // In steps of at most kMaxRenderFrames, each seeing the ones before it as pending.
+    std::size_t done = 0;
+    const std::size_t frames = out.size() / ch;
+    while (done < frames) {
+        const std::size_t n = std::min(frames - done, kMaxRenderFrames);
+        render_step(out.subspan(done * ch, n * ch), now, sink_pending + static_cast<double>(done));
+        done += n;
+    }
+}
+
+void RtpReceiver::render_step(std::span<std::int32_t> out, Nanos now, double sink_pending) {
     if (state_ == ReceiverState::NoSource) {
         std::fill(out.begin(), out.end(), 0);
         return;

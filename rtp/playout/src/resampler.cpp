@@ -9,7 +9,7 @@ namespace vsnd::rtp {
 namespace { constexpr unsigned kHalfLength = 32; }
 
 AdaptiveResampler::AdaptiveResampler(double ratio, unsigned channels)
-    : vr_(std::make_unique<VResampler>()), channels_(channels), ratio_(ratio) {
+    : vr_(std::make_unique<VResampler>()), channels_(channels) {
     if (vr_->setup(ratio, channels, kHalfLength) != 0) throw std::invalid_argument("resampler: ratio out of range");
     reset();
 }

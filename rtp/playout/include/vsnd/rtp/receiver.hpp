@@ -118,6 +118,8 @@ private:
     void read_direct(std::span<std::int32_t> out, Nanos now);
     void read_resampled(std::span<std::int32_t> out);
     bool sequence(std::uint16_t seq);
+    std::size_t max_packet_frames() const;
+    void render_step(std::span<std::int32_t> out, Nanos now, double sink_pending);
 
     ReceiverOptions opt_;
     std::uint32_t out_rate_;

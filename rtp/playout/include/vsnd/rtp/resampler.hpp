@@ -30,7 +30,6 @@ public:
 private:
     std::unique_ptr<VResampler> vr_;
     unsigned channels_;
-    double ratio_;
 };
 
 } // namespace vsnd::rtp
