@@ -516,7 +516,12 @@ int main(int argc, char** argv) {
                 ++control_clients;
                 auto sock = std::make_shared<asio::local::stream_protocol::socket>(std::move(s));
                 auto buf = std::make_shared<asio::streambuf>(256); // a command is one short line
-                asio::async_read_until(*sock, *buf, '\n', [&, sock, buf](const boost::system::error_code& ec2, std::size_t) {
+                // A client has 5 s to ask and to take its answer; then its slot is freed.
+                auto deadline = std::make_shared<asio::steady_timer>(io, std::chrono::seconds(5));
+                deadline->async_wait([sock](const boost::system::error_code& e) {
+                    if (!e) sock->close();
+                });
+                asio::async_read_until(*sock, *buf, '\n', [&, sock, buf, deadline](const boost::system::error_code& ec2, std::size_t) {
                     std::string line;
                     if (!ec2) std::getline(std::istream(buf.get()) >> std::ws, line);
                     std::string reply;
@@ -524,7 +529,8 @@ int main(int argc, char** argv) {
                     else if (line == "stop") reply = "stopping\n";
                     else reply = "unknown command (stats, stop)\n";
                     auto r = std::make_shared<std::string>(std::move(reply));
-                    asio::async_write(*sock, asio::buffer(*r), [&, sock, r, line](const boost::system::error_code&, std::size_t) {
+                    asio::async_write(*sock, asio::buffer(*r), [&, sock, r, line, deadline](const boost::system::error_code&, std::size_t) {
+                        deadline->cancel();
                         --control_clients;
                         if (line == "stop") stop(0);
                     });

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -101,6 +103,26 @@ nlohmann::json last_stats(const fs::path& p) {
         if (!line.empty()) last = line;
     EXPECT_FALSE(last.empty()) << "no statistics in " << p;
     return last.empty() ? nlohmann::json::object() : nlohmann::json::parse(last);
+}
+
+// One request on a Unix stream socket; the reply up to the peer's close (at most 64 KiB, 5 s).
+std::string ask(const fs::path& path, const std::string& request) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        close(fd);
+        return "connect failed";
+    }
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)!write(fd, request.data(), request.size());
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; reply.size() < 65536 && (n = read(fd, buf, sizeof buf)) > 0;) reply.append(buf, static_cast<std::size_t>(n));
+    close(fd);
+    return reply;
 }
 
 struct Receiver {
@@ -261,6 +283,116 @@ TEST(Interop, IntoVsndHostOverVhostUserBitExactWithTheTrueLatency) {
     EXPECT_NEAR(true_ms, 40.0, 1.0);
     EXPECT_NEAR(reported, true_ms, 1.0) << "receiver's figure against vsnd-host's record";
     std::printf("true end-to-end %.3f ms, receiver reports %.3f ms (median of %zu)\n", true_ms, reported, measured.size());
+}
+
+// A network namespace of its own for multicast (never the root one: its default route would
+// carry the groups out of the machine). Removed at the end.
+struct Netns {
+    std::string name;
+    bool ok = false;
+    explicit Netns(const std::string& tag) : name("vsndrtp" + std::to_string(getpid()) + tag) {
+        ok = run("ip netns add " + name + " 2>/dev/null") == 0 && run("ip -n " + name + " link set lo up") == 0;
+    }
+    ~Netns() {
+        if (ok) run("ip netns del " + name);
+    }
+    std::string exec(const std::string& cmd) const { return "ip netns exec " + name + " " + cmd; }
+};
+
+TEST(Interop, MulticastIpv4TwoReceiversOnOneGroupAndSap) {
+    Netns ns("m4");
+    ASSERT_TRUE(ns.ok) << "cannot create a network namespace (needs root and iproute2)";
+    ASSERT_EQ(run("ip -n " + ns.name + " link set lo multicast on && ip -n " + ns.name + " route add 224.0.0.0/4 dev lo"), 0);
+    Dir d;
+    auto recv = [&](const std::string& tag, const std::string& source) {
+        Receiver r{0, d.path / (tag + ".wav"), d.path / (tag + ".jsonl")};
+        r.pid = spawn(ns.exec(std::string("timeout -k 2 30 ") + VSND_RTP_RECV + " " + source + " --interface lo --wav " +
+                              r.wav.string() + " --stats " + r.stats.string() + " --drift off --until-idle 1 --duration 25"));
+        return r;
+    };
+    auto a = recv("a", "239.255.12.42 15040"), b = recv("b", "239.255.12.42 15040");
+    std::this_thread::sleep_for(400ms);
+    ASSERT_EQ(run(ns.exec(std::string(VSND_RTP_SEND) + " 239.255.12.42 15040 --interface lo --signal test --duration 2 "
+                          "--sap --sap-address 239.255.255.255:9875 --sap-interval 0.5 --name 'vsnd mc test' 2>/dev/null")),
+              0);
+    ASSERT_EQ(wait_for(a.pid), 0);
+    ASSERT_EQ(wait_for(b.pid), 0);
+    for (auto* r : {&a, &b}) {
+        EXPECT_EQ(exact_frames(r->wav, wire::PcmFormat::S16, 2 * 48000), 2u * 48000) << r->wav;
+        expect_clean(last_stats(r->stats));
+    }
+    // SAP: the announced session is listed, and joined by name.
+    const auto list = d.path / "sap.txt";
+    const pid_t sender = spawn(ns.exec(std::string(VSND_RTP_SEND) + " 239.255.12.43 15042 --interface lo --signal test --duration 4 "
+                                       "--sap --sap-address 239.255.255.255:9875 --sap-interval 0.5 --name 'vsnd sap test' 2>/dev/null"));
+    EXPECT_EQ(run(ns.exec(std::string(VSND_RTP_RECV) + " --sap --sap-wait 1.5 --interface lo >" + list.string())), 0);
+    std::ifstream in(list);
+    std::string listed((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_NE(listed.find("vsnd sap test\t239.255.12.43:15042\tL16/48000/2 pt 96"), std::string::npos) << listed;
+    auto c = recv("c", "--sap 'vsnd sap test' --sap-wait 3");
+    ASSERT_EQ(wait_for(c.pid), 0);
+    wait_for(sender);
+    const auto j = last_stats(c.stats);
+    EXPECT_GT(j.value("received", 0), 1000) << j.dump();
+    EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
+}
+
+TEST(Interop, MulticastIpv6OverVethAndARejoinAfterSilence) {
+    Netns a("6a"), b("6b");
+    ASSERT_TRUE(a.ok && b.ok) << "cannot create network namespaces (needs root and iproute2)";
+    const std::string va = "vr" + std::to_string(getpid() % 100000) + "a", vb = "vr" + std::to_string(getpid() % 100000) + "b";
+    ASSERT_EQ(run("ip link add " + va + " netns " + a.name + " type veth peer name " + vb + " netns " + b.name), 0);
+    ASSERT_EQ(run("ip -n " + a.name + " -6 addr add fd42::1/64 dev " + va + " nodad && ip -n " + b.name + " -6 addr add fd42::2/64 dev " +
+                  vb + " nodad && ip -n " + a.name + " link set " + va + " up && ip -n " + b.name + " link set " + vb + " up"),
+              0);
+    // The veth pair takes a moment to carry traffic.
+    for (int i = 0; i < 60 && run("ip -n " + b.name + " link show " + vb + " | grep -q 'state UP'") != 0; ++i) std::this_thread::sleep_for(50ms);
+    for (int i = 0; i < 60 && run("ip -n " + a.name + " link show " + va + " | grep -q 'state UP'") != 0; ++i) std::this_thread::sleep_for(50ms);
+    std::this_thread::sleep_for(1s);
+    Dir d;
+    Receiver r{0, d.path / "rx.wav", d.path / "rx.jsonl"};
+    r.pid = spawn(b.exec(std::string("timeout -k 2 30 ") + VSND_RTP_RECV + " ff15::1:42 15044 --interface " + vb + " --wav " +
+                         r.wav.string() + " --stats " + r.stats.string() +
+                         " --drift off --until-idle 2 --duration 25 --rejoin-after 0.5 --conceal silence"));
+    std::this_thread::sleep_for(600ms);
+    // 1 s of audio, 1.5 s of silence (the group falls silent: the receiver rejoins), 1 s more.
+    ASSERT_EQ(run(a.exec(std::string(VSND_RTP_SEND) + " ff15::1:42 15044 --interface " + va +
+                         " --signal test --duration 3.5 --pause 1:1.5 2>/dev/null")),
+              0);
+    ASSERT_EQ(wait_for(r.pid), 0);
+    const auto j = last_stats(r.stats);
+    EXPECT_EQ(j.value("received", 0), 2000) << j.dump();
+    EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
+    EXPECT_GE(j.value("rejoins", 0), 1) << j.dump();
+    EXPECT_EQ(j.value("resyncs", -1), 0) << "the pause is on the timeline: " << j.dump();
+    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S16, 48000), 48000u);
+}
+
+TEST(Interop, ControlSocketAndDump) {
+    Dir d;
+    const auto ctl = d.path / "ctl";
+    Receiver r{0, d.path / "rx.wav", d.path / "rx.jsonl"};
+    r.pid = spawn(std::string("exec timeout -k 2 30 ") + VSND_RTP_RECV + " 127.0.0.1 15050 --sink null --control " + ctl.string() +
+                  " --dump " + (d.path / "dump.wav").string() + " --dump-seconds 1 --drift off --stats " + r.stats.string() +
+                  " --stats-format csv");
+    std::this_thread::sleep_for(400ms);
+    ASSERT_EQ(run(std::string(VSND_RTP_SEND) + " 127.0.0.1 15050 --signal test --duration 1.5 2>/dev/null"), 0);
+    // "stats" answers one JSON line; "stop" ends the receiver, which writes its dump.
+    const std::string line = ask(ctl, "stats\n");
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    EXPECT_EQ(j.value("received", 0), 1500);
+    EXPECT_EQ(ask(ctl, "bogus\n"), "unknown command (stats, stop)\n");
+    EXPECT_EQ(ask(ctl, "stop\n"), "stopping\n");
+    EXPECT_EQ(wait_for(r.pid), 0);
+    // The dump holds the last second played: the end of the signal, then silence.
+    auto dump = audio::WavFileReader::open(d.path / "dump.wav");
+    ASSERT_TRUE(dump) << dump.error();
+    EXPECT_EQ((*dump)->frames(), 48000u);
+    std::ifstream csv(r.stats);
+    std::string header;
+    std::getline(csv, header);
+    EXPECT_EQ(header.rfind("t,state,latency_ms", 0), 0u) << header;
 }
 
 TEST(Interop, BadInputIsOneClearLine) {
