@@ -228,11 +228,13 @@ int main(int argc, char** argv) {
     std::string iface;
     int rcvbuf = 0;
     double rejoin_s = 10;
-    bool no_rtcp = false;
+    bool no_rtcp = false, wake_per_packet = false;
     app.add_option("--interface", iface, "network interface (multicast join, unicast bind)");
     app.add_option("--rcvbuf", rcvbuf, "socket receive buffer, bytes");
     app.add_option("--rejoin-after", rejoin_s, "rejoin a multicast group silent this long, s (0: never)")->capture_default_str();
     app.add_flag("--no-rtcp", no_rtcp, "do not listen for RTCP on PORT+1 nor send receiver reports");
+    app.add_flag("--wake-per-packet", wake_per_packet,
+                 "read each packet as it arrives (default: at each sink period; arrival times come from the kernel either way)");
 
     bool monitor = false;
     std::string stats_path, stats_format = "json", control_path, dump_path;
@@ -399,6 +401,7 @@ int main(int argc, char** argv) {
     net.interface = iface;
     net.receive_buffer = rcvbuf;
     net.rejoin_after = static_cast<Nanos>(rejoin_s * 1e9);
+    net.wake_per_datagram = wake_per_packet;
     auto rtp_sock = UdpReceiver::open(io, net, [&](std::span<const std::uint8_t> d, Nanos at, const auto&) {
         if (!first_packet) first_packet = at;
         last_packet = at;
@@ -433,12 +436,19 @@ int main(int argc, char** argv) {
         io.stop();
     };
 
+    // Without --wake-per-packet the sockets are read when the sink wants audio.
+    auto poll_sockets = [&] {
+        if (wake_per_packet) return;
+        (*rtp_sock)->poll();
+        if (rtcp_sock) rtcp_sock->poll();
+    };
     asio::steady_timer sink_timer(io), stats_timer(io), house_timer(io);
     std::function<void()> arm_sink = [&] {
         const Nanos now = now_ns();
         sink_timer.expires_after(std::chrono::nanoseconds(std::max<Nanos>(0, out.next_wake(now) - now)));
         sink_timer.async_wait([&](const boost::system::error_code& ec) {
             if (ec) return;
+            poll_sockets();
             if (!playout.service(now_ns())) return stop((std::fprintf(stderr, "vsnd-rtp-recv: sink: %s\n", out.error().c_str()), 1));
             arm_sink();
         });
@@ -449,6 +459,7 @@ int main(int argc, char** argv) {
         irq->async_wait(asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& ec) {
             if (ec) return;
             drv->on_interrupt();
+            poll_sockets();
             if (!playout.service(now_ns())) return stop((std::fprintf(stderr, "vsnd-rtp-recv: sink: %s\n", out.error().c_str()), 1));
             arm_irq();
         });

@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -68,16 +69,25 @@ Nanos realtime_to_monotonic(Nanos realtime) {
 Expected<std::unique_ptr<UdpReceiver>, std::string> UdpReceiver::open(asio::io_context& io, ReceiveOptions o, Handler h) {
     std::unique_ptr<UdpReceiver> r(new UdpReceiver(io, std::move(o), std::move(h)));
     if (auto s = r->setup(); !s) return Unexpected{s.error()};
-    r->arm();
+    r->fd_ = r->socket_.release();
+    if (r->opt_.wake_per_datagram) {
+        r->waiter_ = std::make_unique<asio::posix::stream_descriptor>(io, r->fd_); // owns the fd now
+        r->arm();
+    }
     return r;
 }
 
 UdpReceiver::UdpReceiver(asio::io_context& io, ReceiveOptions o, Handler h)
-    : opt_(std::move(o)), handler_(std::move(h)), socket_(io), buf_(kMaxDatagram) {}
+    : opt_(std::move(o)), handler_(std::move(h)), socket_(io), buf_(16 * kMaxDatagram) {}
 
 UdpReceiver::~UdpReceiver() {
-    boost::system::error_code ec;
-    socket_.close(ec); // the kernel leaves the groups
+    // Closing leaves the groups.
+    if (waiter_) {
+        boost::system::error_code ec;
+        waiter_->close(ec);
+    } else if (fd_ >= 0) {
+        ::close(fd_);
+    }
 }
 
 Expected<Done, std::string> UdpReceiver::setup() {
@@ -120,7 +130,7 @@ Expected<Done, std::string> UdpReceiver::setup() {
 }
 
 Expected<Done, std::string> UdpReceiver::join(bool leave_first) {
-    const int fd = socket_.native_handle();
+    const int fd = fd_ >= 0 ? fd_ : socket_.native_handle();
     if (group_.is_v4()) {
         ip_mreqn m{};
         const auto b = group_.to_v4().to_bytes();
@@ -142,7 +152,7 @@ Expected<Done, std::string> UdpReceiver::join(bool leave_first) {
 }
 
 void UdpReceiver::arm() {
-    socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
+    waiter_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
         if (ec) return; // closed
         drain();
         arm();
@@ -150,50 +160,67 @@ void UdpReceiver::arm() {
 }
 
 void UdpReceiver::drain() {
-    const int fd = socket_.native_handle();
-    for (unsigned i = 0; i < kBatch; ++i) {
-        sockaddr_storage from{};
-        iovec iov{buf_.data(), buf_.size()};
+    // recvmmsg: up to kBatch datagrams per system call, each with its kernel timestamp.
+    constexpr unsigned kVec = 16;
+    struct Slot {
+        sockaddr_storage from;
+        iovec iov;
         alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
-        msghdr msg{};
-        msg.msg_name = &from;
-        msg.msg_namelen = sizeof from;
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        const ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++counters_.errors;
+    };
+    Slot slots[kVec];
+    mmsghdr msgs[kVec];
+    for (unsigned got_total = 0; got_total < kBatch;) {
+        for (unsigned i = 0; i < kVec; ++i) {
+            slots[i].iov = {buf_.data() + std::size_t{i} * kMaxDatagram, kMaxDatagram};
+            msghdr& m = msgs[i].msg_hdr;
+            m = msghdr{};
+            m.msg_name = &slots[i].from;
+            m.msg_namelen = sizeof slots[i].from;
+            m.msg_iov = &slots[i].iov;
+            m.msg_iovlen = 1;
+            m.msg_control = slots[i].control;
+            m.msg_controllen = sizeof slots[i].control;
+        }
+        const int n = recvmmsg(fd_, msgs, kVec, MSG_DONTWAIT, nullptr);
+        if (n <= 0) {
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++counters_.errors;
             return;
         }
-        ++counters_.datagrams;
-        if (msg.msg_flags & MSG_TRUNC) {
-            ++counters_.truncated;
-            continue;
-        }
-        Nanos arrival = 0;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
-                timespec ts;
-                std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                arrival = realtime_to_monotonic(Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec);
+        const Nanos fallback = MonotonicClock().now();
+        for (int i = 0; i < n; ++i) {
+            const msghdr& msg = msgs[i].msg_hdr;
+            ++counters_.datagrams;
+            if (msg.msg_flags & MSG_TRUNC) {
+                ++counters_.truncated;
+                continue;
             }
-        if (arrival == 0) arrival = MonotonicClock().now();
-        last_datagram_ = arrival;
-        udp::endpoint ep;
-        if (from.ss_family == AF_INET) {
-            const auto* a = reinterpret_cast<const sockaddr_in*>(&from);
-            asio::ip::address_v4::bytes_type b;
-            std::memcpy(b.data(), &a->sin_addr, 4);
-            ep = udp::endpoint(asio::ip::address_v4(b), ntohs(a->sin_port));
-        } else if (from.ss_family == AF_INET6) {
-            const auto* a = reinterpret_cast<const sockaddr_in6*>(&from);
-            asio::ip::address_v6::bytes_type b;
-            std::memcpy(b.data(), &a->sin6_addr, 16);
-            ep = udp::endpoint(asio::ip::address_v6(b), ntohs(a->sin6_port));
+            Nanos arrival = 0;
+            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+                    timespec ts;
+                    std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                    arrival = realtime_to_monotonic(Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec);
+                }
+            if (arrival == 0) arrival = fallback;
+            last_datagram_ = arrival;
+            udp::endpoint ep;
+            const auto& from = slots[i].from;
+            if (from.ss_family == AF_INET) {
+                const auto* a = reinterpret_cast<const sockaddr_in*>(&from);
+                asio::ip::address_v4::bytes_type b;
+                std::memcpy(b.data(), &a->sin_addr, 4);
+                ep = udp::endpoint(asio::ip::address_v4(b), ntohs(a->sin_port));
+            } else if (from.ss_family == AF_INET6) {
+                const auto* a = reinterpret_cast<const sockaddr_in6*>(&from);
+                asio::ip::address_v6::bytes_type b;
+                std::memcpy(b.data(), &a->sin6_addr, 16);
+                ep = udp::endpoint(asio::ip::address_v6(b), ntohs(a->sin6_port));
+            }
+            handler_(std::span<const std::uint8_t>(buf_.data() + std::size_t{static_cast<unsigned>(i)} * kMaxDatagram, msgs[i].msg_len),
+                     arrival, ep);
         }
-        handler_(std::span<const std::uint8_t>(buf_.data(), static_cast<std::size_t>(n)), arrival, ep);
+        got_total += static_cast<unsigned>(n);
+        if (static_cast<unsigned>(n) < kVec) return;
     }
 }
 
@@ -206,15 +233,18 @@ void UdpReceiver::housekeeping(Nanos now) {
 }
 
 std::uint16_t UdpReceiver::local_port() const {
-    boost::system::error_code ec;
-    return socket_.local_endpoint(ec).port();
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+    return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
+                                         : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
 }
 
 int UdpReceiver::effective_receive_buffer() const {
-    asio::socket_base::receive_buffer_size o;
-    boost::system::error_code ec;
-    socket_.get_option(o, ec);
-    return o.value();
+    int v = 0;
+    socklen_t len = sizeof v;
+    getsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &v, &len);
+    return v;
 }
 
 Expected<std::unique_ptr<UdpSender>, std::string> UdpSender::open(asio::io_context& io, SendOptions o) {
