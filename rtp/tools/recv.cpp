@@ -347,11 +347,12 @@ int main(int argc, char** argv) {
     if (auto ok = validate(ro); !ok) return fail(ok.error());
 
     asio::io_context io;
-    // Declared in this order so that the sink (which stops its stream through the driver) goes first.
+    // Declared in this order so that the sink (which stops its stream through the driver, which
+    // reads this clock) goes first.
+    MonotonicClock mono;
     std::unique_ptr<vhost_user::Frontend> frontend;
     std::unique_ptr<driver::SoundDriver> drv;
     std::unique_ptr<PlayoutSink> sink;
-    MonotonicClock mono;
     PacedSinkOptions po{spec, period, period * periods, 0, 0, true};
     if (sink_kind == "alsa") {
         auto s = AlsaSink::open(AlsaSinkOptions{device, spec, period, periods});
