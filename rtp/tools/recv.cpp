@@ -537,7 +537,10 @@ int main(int argc, char** argv) {
                     std::string line;
                     if (!ec2) std::getline(std::istream(buf.get()) >> std::ws, line);
                     std::string reply;
-                    if (line == "stats") reply = stats_json(rx, out, **rtp_sock, now_ns(), t0).dump() + "\n";
+                    if (line == "stats") {
+                        poll_sockets(); // up to the last datagram that has arrived
+                        reply = stats_json(rx, out, **rtp_sock, now_ns(), t0).dump() + "\n";
+                    }
                     else if (line == "stop") reply = "stopping\n";
                     else reply = "unknown command (stats, stop)\n";
                     auto r = std::make_shared<std::string>(std::move(reply));

@@ -147,35 +147,32 @@ void expect_clean(const nlohmann::json& j) {
     EXPECT_EQ(j.value("sink_xruns", -1), 0) << j.dump();
 }
 
-TEST(Interop, GStreamerL16Pt96FourMsPacketsWithForcedWraps) {
+// GStreamer sends 3 s of the TestSignal from a WAV (filesrc ! wavparse ! rtpL16pay/rtpL24pay);
+// the receiver's WAV must hold it bit-exact.
+void gstreamer_case(wire::PcmFormat f, const std::string& port, const std::string& receiver_options,
+                    const std::string& payloader) {
     if (!have("gst-launch-1.0")) GTEST_FAIL() << "gst-launch-1.0 missing (tests/setup.sh installs it)";
     Dir d;
     const std::uint64_t frames = 3 * 48000;
-    write_test_wav(d.path / "in.wav", wire::PcmFormat::S16, 48000, frames);
-    auto r = start_receiver(d, "127.0.0.1 15004", "--latency 40");
+    write_test_wav(d.path / "in.wav", f, 48000, frames);
+    auto r = start_receiver(d, "127.0.0.1 " + port, receiver_options);
     ASSERT_EQ(run("timeout -k 2 20 gst-launch-1.0 -q filesrc location=" + (d.path / "in.wav").string() +
-                  " ! wavparse ! audioconvert ! audio/x-raw,format=S16BE,rate=48000,channels=2 ! rtpL16pay pt=96 "
-                  "min-ptime=4000000 max-ptime=4000000 seqnum-offset=65500 timestamp-offset=4294960000 "
-                  "! udpsink host=127.0.0.1 port=15004 sync=true"),
+                  " ! wavparse ! audioconvert ! audio/x-raw,format=" + (f == wire::PcmFormat::S16 ? "S16BE" : "S24BE") +
+                  ",rate=48000,channels=2 ! " + payloader + " ! udpsink host=127.0.0.1 port=" + port + " sync=true"),
               0);
     ASSERT_EQ(wait_for(r.pid), 0);
-    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S16, frames), frames);
+    EXPECT_EQ(exact_frames(r.wav, f, frames), frames);
     expect_clean(last_stats(r.stats));
 }
 
+TEST(Interop, GStreamerL16Pt96FourMsPacketsWithForcedWraps) {
+    gstreamer_case(wire::PcmFormat::S16, "15004", "--latency 40",
+                   "rtpL16pay pt=96 min-ptime=4000000 max-ptime=4000000 seqnum-offset=65500 timestamp-offset=4294960000");
+}
+
 TEST(Interop, GStreamerL24Pt97OneMsPackets) {
-    if (!have("gst-launch-1.0")) GTEST_FAIL() << "gst-launch-1.0 missing (tests/setup.sh installs it)";
-    Dir d;
-    const std::uint64_t frames = 3 * 48000;
-    write_test_wav(d.path / "in.wav", wire::PcmFormat::S24, 48000, frames);
-    auto r = start_receiver(d, "127.0.0.1 15006", "--format L24 --pt 97 --latency 30");
-    ASSERT_EQ(run("timeout -k 2 20 gst-launch-1.0 -q filesrc location=" + (d.path / "in.wav").string() +
-                  " ! wavparse ! audioconvert ! audio/x-raw,format=S24BE,rate=48000,channels=2 ! rtpL24pay pt=97 "
-                  "min-ptime=1000000 max-ptime=1000000 ! udpsink host=127.0.0.1 port=15006 sync=true"),
-              0);
-    ASSERT_EQ(wait_for(r.pid), 0);
-    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S24, frames), frames);
-    expect_clean(last_stats(r.stats));
+    gstreamer_case(wire::PcmFormat::S24, "15006", "--format L24 --pt 97 --latency 30",
+                   "rtpL24pay pt=97 min-ptime=1000000 max-ptime=1000000");
 }
 
 TEST(Interop, FfmpegStaticPt10WithItsSdpAndVariablePackets) {

@@ -17,6 +17,17 @@ extern char** environ;
 
 namespace vsnd::rtp {
 
+PacedOutputSink::PacedOutputSink(PacedSinkOptions o, std::function<void(std::span<const std::uint8_t>, Nanos)> played) {
+    o.wait_for_late_frames = true;
+    paced_ = std::make_unique<PacedSink>(o, [this, played = std::move(played)](std::span<const std::int32_t> s, Nanos when,
+                                                                                std::uint32_t) {
+        if (!error_.empty()) return;
+        bytes_.resize(s.size() * paced_->spec().sample_bytes());
+        convert_samples(s, paced_->spec().format, bytes_.data());
+        played(bytes_, when);
+    });
+}
+
 // ---- WAV --------------------------------------------------------------------------------------
 
 Expected<std::unique_ptr<WavSink>, std::string> WavSink::open(const std::filesystem::path& path, PacedSinkOptions o) {
@@ -28,23 +39,20 @@ Expected<std::unique_ptr<WavSink>, std::string> WavSink::open(const std::filesys
 }
 
 WavSink::WavSink(std::filesystem::path path, PacedSinkOptions o, std::unique_ptr<audio::WavFileWriter> w)
-    : path_(std::move(path)), writer_(std::move(w)) {
+    : PacedOutputSink(o, [this](std::span<const std::uint8_t> bytes, Nanos when) {
+          if (frames_ == 0) {
+              // The file is one continuous run at the stream rate.
+              if (std::FILE* t = std::fopen(timing_path().c_str(), "w")) {
+                  std::fprintf(t, "# rate %u\n0,%lld\n", paced_->spec().rate, static_cast<long long>(when));
+                  std::fclose(t);
+              }
+          }
+          auto r = writer_->write(bytes);
+          frames_ += r.frames;
+          if (r.error) error_ = fmt::format("{}: {}", path_.string(), *r.error);
+      }),
+      path_(std::move(path)), writer_(std::move(w)) {
     std::remove(timing_path().c_str());
-    paced_ = std::make_unique<PacedSink>(o, [this](std::span<const std::int32_t> s, Nanos when, std::uint32_t) {
-        if (!error_.empty()) return;
-        if (frames_ == 0) {
-            // The file is one continuous run at the stream rate (xruns are silence in it).
-            if (std::FILE* t = std::fopen(timing_path().c_str(), "w")) {
-                std::fprintf(t, "# rate %u\n0,%lld\n", paced_->spec().rate, static_cast<long long>(when));
-                std::fclose(t);
-            }
-        }
-        bytes_.resize(s.size() * paced_->spec().sample_bytes());
-        convert_samples(s, paced_->spec().format, bytes_.data());
-        auto r = writer_->write(bytes_);
-        frames_ += r.frames;
-        if (r.error) error_ = fmt::format("{}: {}", path_.string(), *r.error);
-    });
 }
 
 WavSink::~WavSink() = default;
@@ -85,26 +93,24 @@ Expected<std::unique_ptr<CommandSink>, std::string> CommandSink::open(const std:
 }
 
 CommandSink::CommandSink(std::string command, PacedSinkOptions o, int fd, int pid)
-    : command_(std::move(command)), fd_(fd), pid_(pid) {
-    paced_ = std::make_unique<PacedSink>(o, [this](std::span<const std::int32_t> s, Nanos, std::uint32_t) {
-        if (fd_ < 0) return;
-        bytes_.resize(s.size() * paced_->spec().sample_bytes());
-        convert_samples(s, paced_->spec().format, bytes_.data());
-        const auto fb = paced_->spec().frame_bytes();
-        const ssize_t n = ::write(fd_, bytes_.data(), bytes_.size());
-        if (n < 0 && errno != EAGAIN) {
-            error_ = fmt::format("command \"{}\": {}", command_, std::strerror(errno));
-            return;
-        }
-        const std::size_t taken = n < 0 ? 0 : static_cast<std::size_t>(n);
-        // A partial frame would shift the channels of everything after: finish it (a few bytes).
-        std::size_t done = taken;
-        for (int tries = 0; done % fb != 0 && tries < 1000; ++tries) {
-            const ssize_t m = ::write(fd_, bytes_.data() + done, fb - done % fb);
-            if (m > 0) done += static_cast<std::size_t>(m);
-        }
-        dropped_ += (bytes_.size() - done) / fb;
-    });
+    : PacedOutputSink(o, [this](std::span<const std::uint8_t> bytes, Nanos) { send(bytes); }), command_(std::move(command)),
+      fd_(fd), pid_(pid) {}
+
+void CommandSink::send(std::span<const std::uint8_t> bytes) {
+    if (fd_ < 0) return;
+    const auto fb = paced_->spec().frame_bytes();
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n < 0 && errno != EAGAIN) {
+        error_ = fmt::format("command \"{}\": {}", command_, std::strerror(errno));
+        return;
+    }
+    // A partial frame would shift the channels of everything after: finish it (a few bytes).
+    std::size_t done = n < 0 ? 0 : static_cast<std::size_t>(n);
+    for (int tries = 0; done % fb != 0 && tries < 1000; ++tries) {
+        const ssize_t m = ::write(fd_, bytes.data() + done, fb - done % fb);
+        if (m > 0) done += static_cast<std::size_t>(m);
+    }
+    dropped_ += (bytes.size() - done) / fb;
 }
 
 CommandSink::~CommandSink() {

@@ -9,6 +9,7 @@
 #include "vsnd/expected.hpp"
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -16,13 +17,10 @@ namespace vsnd::audio { class WavFileWriter; }
 
 namespace vsnd::rtp {
 
-class WavSink final : public PlayoutSink {
+// What both share: a PacedSink underneath that never plays silence for a late loop.
+class PacedOutputSink : public PlayoutSink {
 public:
-    static Expected<std::unique_ptr<WavSink>, std::string> open(const std::filesystem::path& path, PacedSinkOptions o);
-    ~WavSink() override;
-
     audio::SampleSpec spec() const override { return paced_->spec(); }
-    bool update(Nanos now) override;
     std::optional<double> pending(Nanos now) const override { return paced_->pending(now); }
     std::size_t writable() const override { return paced_->writable(); }
     std::size_t write(std::span<const std::int32_t> s, Nanos now) override { return paced_->write(s, now); }
@@ -31,6 +29,22 @@ public:
     Nanos next_wake(Nanos now) const override { return paced_->next_wake(now); }
     std::uint64_t xruns() const override { return paced_->xruns(); }
     std::string error() const override { return error_; }
+
+protected:
+    // `played` converts each played period to `spec.format` bytes and passes them on.
+    PacedOutputSink(PacedSinkOptions o, std::function<void(std::span<const std::uint8_t>, Nanos)> played);
+    std::unique_ptr<PacedSink> paced_;
+    std::string error_;
+
+private:
+    std::vector<std::uint8_t> bytes_;
+};
+
+class WavSink final : public PacedOutputSink {
+public:
+    static Expected<std::unique_ptr<WavSink>, std::string> open(const std::filesystem::path& path, PacedSinkOptions o);
+    ~WavSink() override;
+    bool update(Nanos now) override;
     std::string describe() const override;
     std::filesystem::path timing_path() const;
 
@@ -38,39 +52,24 @@ private:
     WavSink(std::filesystem::path path, PacedSinkOptions o, std::unique_ptr<audio::WavFileWriter> w);
     std::filesystem::path path_;
     std::unique_ptr<audio::WavFileWriter> writer_;
-    std::unique_ptr<PacedSink> paced_;
-    std::vector<std::uint8_t> bytes_;
     std::uint64_t frames_ = 0;
-    std::string error_;
 };
 
-class CommandSink final : public PlayoutSink {
+class CommandSink final : public PacedOutputSink {
 public:
     // Runs `command` with /bin/sh -c; its stdin receives raw interleaved frames in o.spec.format.
     static Expected<std::unique_ptr<CommandSink>, std::string> open(const std::string& command, PacedSinkOptions o);
     ~CommandSink() override;
-
-    audio::SampleSpec spec() const override { return paced_->spec(); }
     bool update(Nanos now) override;
-    std::optional<double> pending(Nanos now) const override { return paced_->pending(now); }
-    std::size_t writable() const override { return paced_->writable(); }
-    std::size_t write(std::span<const std::int32_t> s, Nanos now) override { return paced_->write(s, now); }
-    std::uint32_t period_frames() const override { return paced_->period_frames(); }
-    std::uint32_t buffer_frames() const override { return paced_->buffer_frames(); }
-    Nanos next_wake(Nanos now) const override { return paced_->next_wake(now); }
-    std::uint64_t xruns() const override { return paced_->xruns(); }
-    std::string error() const override { return error_; }
     std::string describe() const override;
     std::uint64_t dropped_frames() const { return dropped_; }
 
 private:
     CommandSink(std::string command, PacedSinkOptions o, int fd, int pid);
+    void send(std::span<const std::uint8_t> bytes);
     std::string command_;
     int fd_, pid_;
-    std::unique_ptr<PacedSink> paced_;
-    std::vector<std::uint8_t> bytes_;
     std::uint64_t dropped_ = 0;
-    std::string error_;
 };
 
 } // namespace vsnd::rtp
