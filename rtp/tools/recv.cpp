@@ -381,6 +381,15 @@ int main(int argc, char** argv) {
         if (!s) return fail(s.error());
         sink = std::move(*s);
     }
+    // Valid / adjusted / invalid: a sink that runs at another rate than asked (ALSA's nearest)
+    // is fed through the resampler at its rate, or refused without one.
+    if (sink->spec().rate != sink_rate) {
+        if (ro.drift != DriftCorrection::Resample)
+            return fail(fmt::format("the sink runs at {} Hz, not {} Hz: that needs --drift resample", sink->spec().rate, sink_rate));
+        std::fprintf(stderr, "vsnd-rtp-recv: adjusted: the sink runs at %u Hz; resampling %u Hz to it\n", sink->spec().rate, sink_rate);
+        ro.output_rate = sink->spec().rate;
+        if (auto ok = validate(ro); !ok) return fail(ok.error());
+    }
     std::optional<DumpRing> dump;
     std::unique_ptr<Tee> tee;
     if (!dump_path.empty()) {
@@ -416,8 +425,13 @@ int main(int argc, char** argv) {
         ReceiveOptions rn = net;
         rn.local.port = static_cast<std::uint16_t>(local.port + 1);
         auto s = UdpReceiver::open(io, rn, [&](std::span<const std::uint8_t> d, Nanos at, const asio::ip::udp::endpoint& from) {
+            const auto reports = rx.counters().sender_reports;
             rx.on_rtcp(d, at);
-            if (rx.counters().sender_reports) rtcp_peer = from;
+            // Reports go back to whoever sent the played source's latest sender report.
+            if (rx.counters().sender_reports != reports && rtcp_peer != from) {
+                rtcp_peer = from;
+                rr_sender.reset();
+            }
         });
         if (s) rtcp_sock = std::move(*s);
         else std::fprintf(stderr, "vsnd-rtp-recv: no RTCP: %s\n", s.error().c_str());

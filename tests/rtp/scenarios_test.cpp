@@ -294,6 +294,26 @@ TEST(Scenario, ANewSourceIsAdoptedWhenTheOldFallsSilent) {
     EXPECT_LE(audible - first_new, 48000 * 140 / 1000) << "new source audible within target + 100 ms";
 }
 
+TEST(Scenario, ASenderRestartingWithTheSameSsrcIsHeardAgain) {
+    // New sequence and timestamps, same SSRC (a sender that does not randomise it): the first
+    // packet of the new sequence waits for the second (RFC 3550's probation), the timeline moves.
+    auto sc = baseline();
+    sc.sender.restarts = {4 * kSec};
+    sc.sender.restart_keeps_ssrc = true;
+    auto o = run(sc);
+    EXPECT_EQ(o.counters.ssrc_changes, 0u);
+    EXPECT_EQ(o.counters.sequence_restarts, 1u);
+    EXPECT_EQ(o.counters.lost, 0u);
+    EXPECT_EQ(o.counters.duplicates, 0u);
+    auto off = align(o, sc.sender);
+    ASSERT_TRUE(off);
+    std::size_t first_new = static_cast<std::size_t>(*off) + 4 * 48000;
+    std::size_t audible = first_new;
+    while (audible < o.frames() && o.silent(audible)) ++audible;
+    EXPECT_LE(audible - first_new, 48000u * 140 / 1000) << "heard again within target + 100 ms";
+    EXPECT_GT(o.frames() - audible, 48000u * 5) << "and it plays on";
+}
+
 TEST(Scenario, ASecondSenderOnThePortIsCountedNotPlayed) {
     auto sc = baseline();
     GeneratorOptions intruder = sc.sender;
@@ -329,7 +349,6 @@ TEST(Scenario, TimestampJumpsResyncOnce) {
         auto o = run(sc);
         EXPECT_EQ(o.counters.resyncs, 1u) << jump;
         EXPECT_EQ(o.counters.jumps, 1u) << jump;
-        // After the jump the stream plays on from the new timestamps: at most the target of silence.
         auto off = align(o, sc.sender);
         ASSERT_TRUE(off);
         // The held packets continue the timeline where the old timestamps left it: nothing is lost,
@@ -340,6 +359,25 @@ TEST(Scenario, TimestampJumpsResyncOnce) {
         EXPECT_EQ(o.counters.underruns, 0u);
         EXPECT_EQ(o.counters.late, 0u);
     }
+}
+
+TEST(Scenario, ASmallStepBackIsAJumpOnceNothingFitsForTheTarget) {
+    // 0.5 s back: within what late packets may be, so they are taken as late until no packet has
+    // fitted the timeline for the target (40 ms); then the timeline moves to them. The cost: the
+    // target's worth of packets and one underrun — not the silence for good it would otherwise be.
+    auto sc = baseline();
+    sc.sender.timestamp_jumps = {{3 * kSec, -24000}};
+    auto o = run(sc);
+    EXPECT_EQ(o.counters.resyncs, 1u);
+    EXPECT_EQ(o.counters.jumps, 1u);
+    EXPECT_EQ(o.counters.underruns, 1u);
+    EXPECT_LE(o.counters.late, 45u);
+    auto off = align(o, sc.sender);
+    ASSERT_TRUE(off);
+    const auto [at, gap] = o.silent_run(static_cast<std::size_t>(*off) + 2 * 48000, 1);
+    EXPECT_LE(gap, 48000u * 50 / 1000) << "silent for at most the target and a little";
+    EXPECT_LT(at, static_cast<std::size_t>(*off) + 4 * 48000);
+    EXPECT_EQ(o.silent_run(at + gap, 1).second, 0u) << "and playing to the end";
 }
 
 TEST(Scenario, DisOrderModeKeepsThePauseAndTheLoopQuiet) {

@@ -147,6 +147,16 @@ TEST(Sdp, Aes67WithClockAttributesAndChannelOrder) {
     EXPECT_EQ(order->format.channel_order, (std::vector<std::string>{"L", "R"}));
 }
 
+TEST(Sdp, AnotherMediaSectionBeforeTheAudioKeepsItsLinesToItself) {
+    auto s = parse_sdp("v=0\ns=x\nc=IN IP4 239.1.1.1/8\na=mediaclk:direct=0\nm=video 6000 RTP/AVP 96\nc=IN IP4 239.9.9.9/8\n"
+                       "a=mediaclk:sender\na=rtpmap:96 L16/8000/1\nm=audio 5004 RTP/AVP 97\na=rtpmap:97 L24/48000/2\n");
+    ASSERT_TRUE(s) << s.error();
+    EXPECT_EQ(*s->address, "239.1.1.1");
+    EXPECT_EQ(*s->mediaclk, "direct=0");
+    EXPECT_EQ(s->format.payload_type, 97);
+    EXPECT_EQ(s->port, 5004);
+}
+
 TEST(Sdp, PicksTheFirstPlayablePayloadType) {
     auto s = parse_sdp("v=0\ns=x\nm=audio 5004 RTP/AVP 111 97\na=rtpmap:111 opus/48000/2\na=rtpmap:97 L16/32000/1\n");
     ASSERT_TRUE(s) << s.error();

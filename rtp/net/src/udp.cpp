@@ -20,7 +20,8 @@ using asio::ip::udp;
 
 namespace {
 constexpr std::size_t kMaxDatagram = 65536;
-constexpr unsigned kBatch = 64; // datagrams per wake-up
+constexpr unsigned kBatch = 64;        // datagrams per wake-up (woken per datagram)
+constexpr unsigned kPollBatch = 4096;  // per poll(): everything a sink period (or a stall) gathered
 
 std::optional<std::uint16_t> port_of(std::string_view s) {
     unsigned v = 0;
@@ -169,7 +170,8 @@ void UdpReceiver::drain() {
     };
     Slot slots[kVec];
     mmsghdr msgs[kVec];
-    for (unsigned got_total = 0; got_total < kBatch;) {
+    const unsigned batch = waiter_ ? kBatch : kPollBatch;
+    for (unsigned got_total = 0; got_total < batch;) {
         for (unsigned i = 0; i < kVec; ++i) {
             slots[i].iov = {buf_.data() + std::size_t{i} * kMaxDatagram, kMaxDatagram};
             msghdr& m = msgs[i].msg_hdr;

@@ -48,8 +48,15 @@ Expected<Done, std::string> validate(const ReceiverOptions& o) {
     return Done{};
 }
 
+namespace {
+ReceiverOptions checked(ReceiverOptions o) {
+    if (auto ok = validate(o); !ok) throw std::invalid_argument(ok.error());
+    return o;
+}
+} // namespace
+
 RtpReceiver::RtpReceiver(ReceiverOptions o)
-    : opt_(std::move(o)), out_rate_(opt_.output_rate ? opt_.output_rate : opt_.format.rate),
+    : opt_(checked(std::move(o))), out_rate_(opt_.output_rate ? opt_.output_rate : opt_.format.rate),
       in_per_out_(static_cast<double>(opt_.format.rate) / out_rate_),
       target_frames_(frames_of(opt_.target_latency, opt_.format.rate)),
       max_frames_(frames_of(opt_.max_latency ? opt_.max_latency : 3 * opt_.target_latency + 20'000'000, opt_.format.rate)),
@@ -61,7 +68,6 @@ RtpReceiver::RtpReceiver(ReceiverOptions o)
       jb_(static_cast<std::uint32_t>(max_frames_ + opt_.format.rate + 65536 / opt_.format.frame_bytes()),
           opt_.format.channels),
       loop_(opt_.loop) {
-    if (auto ok = validate(opt_); !ok) throw std::invalid_argument(ok.error());
     const unsigned ch = opt_.format.channels;
     if (opt_.drift == DriftCorrection::Resample) {
         resampler_ = std::make_unique<AdaptiveResampler>(1.0 / in_per_out_, ch);
@@ -96,8 +102,28 @@ void RtpReceiver::adopt(std::uint32_t ssrc) {
     sender_clock_.reset();
 }
 
-// The sequence number's bookkeeping; false for a duplicate.
+// The sequence number's bookkeeping; false for a packet not to play (a duplicate, or the first of
+// a sequence that restarted far from the old one: RFC 3550 A.1's probation, two in a row).
 bool RtpReceiver::sequence(std::uint16_t seq) {
+    constexpr std::int64_t kMaxMisorder = 100, kMaxDropout = 3000;
+    if (seq_received_ > 0) {
+        const std::int64_t e = seq_unwrap_.peek(seq);
+        if (e < seq_highest_ - kMaxMisorder || e > seq_highest_ + kMaxDropout) {
+            if (!probation_ || *probation_ != seq) {
+                probation_ = static_cast<std::uint16_t>(seq + 1);
+                ++counters_.late;
+                return false;
+            }
+            // The sender restarted its sequence (same SSRC): the bookkeeping starts again.
+            ++counters_.sequence_restarts;
+            seq_unwrap_.reset();
+            seen_.fill(-1);
+            lost_before_ = counters_.lost;
+            seq_received_ = 0;
+            rr_expected_prior_ = rr_received_prior_ = 0;
+        }
+    }
+    probation_.reset();
     const std::int64_t ext = seq_unwrap_.extend(seq);
     if (seq_received_ == 0) seq_base_ = seq_highest_ = ext;
     auto& slot = seen_[static_cast<std::size_t>(ext) % seen_.size()];
@@ -138,6 +164,7 @@ void RtpReceiver::on_packet(std::span<const std::uint8_t> datagram, Nanos arriva
         adopt(p.ssrc);
         state_ = ReceiverState::NoSource; // the new source starts its own timeline below
     }
+    if (p.ssrc == *ssrc_) bye_ = false; // it said BYE and went on: still the one played
     last_arrival_ = arrival;
     ++counters_.packets;
     counters_.bytes += datagram.size();
@@ -172,7 +199,10 @@ void RtpReceiver::place(std::int64_t ts_frame, std::span<const std::int32_t> sam
     const double predicted = static_cast<double>(start) - audible_input(arrival);
     const std::int64_t read = jb_.read_position();
     const bool behind = start + count <= read;
-    const bool far_behind = behind && read - start > frames_of(kJumpBack, opt_.format.rate);
+    // Behind by far, or behind with nothing on the timeline for longer than the target (a sender
+    // that stepped back a little, or restarted its timestamps): a jump, not a late packet.
+    const bool far_behind = behind && (read - start > frames_of(kJumpBack, opt_.format.rate) ||
+                                       arrival - last_on_timeline_ > opt_.target_latency);
     const bool beyond = start + count > read + static_cast<std::int64_t>(jb_.capacity());
     const bool ahead = predicted > static_cast<double>(max_frames_);
     if (state_ == ReceiverState::Underrun && !behind) {
@@ -190,14 +220,14 @@ void RtpReceiver::place(std::int64_t ts_frame, std::span<const std::int32_t> sam
     if (far_behind || beyond || ahead) {
         // Off the timeline. A few in a row mean the sender jumped (or the buffer holds far too
         // much); a stray one is dropped. They are held meanwhile, so nothing good is lost.
-        hold(ts_frame, samples, arrival);
+        hold(ts_frame, samples, arrival, ahead && !beyond && !far_behind);
         if (held_count_ < opt_.jump_packets) return;
         ++counters_.resyncs;
         // Move the held packets to the target latency: the first held one is placed where the
         // timeline stood when it arrived.
         const Held& first = held_[0];
         const double first_predicted = static_cast<double>(first.ts_frame + offset_) - audible_input(first.arrival);
-        if (ahead && !beyond && !far_behind) {
+        if (first.overrun) {
             // The sender is on the timeline but far ahead of the playback: skip what is too much.
             ++counters_.overruns;
             jb_.seek(jb_.read_position() + static_cast<std::int64_t>(std::llround(first_predicted)) - target_frames_);
@@ -223,14 +253,25 @@ void RtpReceiver::place(std::int64_t ts_frame, std::span<const std::int32_t> sam
         counters_.late += held_count_; // strays: dropped
         held_count_ = 0;
     }
+    if (!behind) last_on_timeline_ = arrival; // a late packet is no sign the timeline still fits
     store(ts_frame, samples, arrival);
 }
 
-void RtpReceiver::hold(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival) {
+void RtpReceiver::hold(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival, bool overrun) {
+    // Held packets decide together: of one kind, and each following the last within a second of
+    // timestamps. One that does not starts the set afresh (the others were strays).
+    if (held_count_) {
+        const Held& last = held_[held_count_ - 1];
+        const std::int64_t step = ts_frame - (last.ts_frame + static_cast<std::int64_t>(last.samples / opt_.format.channels));
+        if (last.overrun != overrun || step < -frames_of(kJumpBack, opt_.format.rate) || step > frames_of(kJumpBack, opt_.format.rate)) {
+            counters_.late += held_count_;
+            held_count_ = 0;
+        }
+    }
     const std::size_t at = held_count_ ? held_[held_count_ - 1].at + held_[held_count_ - 1].samples : 0;
     if (held_count_ >= held_.size() || at + samples.size() > held_samples_.size()) return;
     std::copy(samples.begin(), samples.end(), held_samples_.begin() + static_cast<std::ptrdiff_t>(at));
-    held_[held_count_++] = Held{ts_frame, arrival, at, samples.size()};
+    held_[held_count_++] = Held{ts_frame, arrival, at, samples.size(), overrun};
 }
 
 void RtpReceiver::store(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival) {
@@ -255,6 +296,7 @@ void RtpReceiver::start_timeline(std::int64_t start, Nanos arrival) {
     newest_start_ = stream_start_ = start;
     newest_end_ = start;
     newest_arrival_ = arrival;
+    last_on_timeline_ = arrival;
     held_count_ = 0;
     anchor_pending_ = true;
     state_ = ReceiverState::Playing;

@@ -57,7 +57,7 @@ std::span<const std::uint8_t> StreamGenerator::next() {
         ++next_restart_;
         ++restarts_done_;
         // A restarted sender: everything new, derived so a test run repeats exactly.
-        ssrc_ = ssrc_ * 2654435761u + 0x9e3779b9u;
+        if (!opt_.restart_keeps_ssrc) ssrc_ = ssrc_ * 2654435761u + 0x9e3779b9u;
         seq_ = static_cast<std::uint16_t>(seq_ * 31 + 7919);
         ts_ = ts_ * 2246822519u + 3266489917u;
         ts_minus_content_ = static_cast<std::int64_t>(ts_) - static_cast<std::int64_t>(content_ * opt_.format.ticks_per_frame());

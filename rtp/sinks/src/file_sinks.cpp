@@ -99,18 +99,25 @@ CommandSink::CommandSink(std::string command, PacedSinkOptions o, int fd, int pi
 void CommandSink::send(std::span<const std::uint8_t> bytes) {
     if (fd_ < 0) return;
     const auto fb = paced_->spec().frame_bytes();
+    // A frame the pipe took only part of goes first, whole, or everything after it would be
+    // shifted by a sample; a full pipe drops whole frames (counted) and never blocks.
+    if (!partial_.empty()) {
+        const ssize_t m = ::write(fd_, partial_.data(), partial_.size());
+        if (m > 0) partial_.erase(partial_.begin(), partial_.begin() + m);
+        if (!partial_.empty()) {
+            dropped_ += bytes.size() / fb;
+            return;
+        }
+    }
     const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
     if (n < 0 && errno != EAGAIN) {
         error_ = fmt::format("command \"{}\": {}", command_, std::strerror(errno));
         return;
     }
-    // A partial frame would shift the channels of everything after: finish it (a few bytes).
-    std::size_t done = n < 0 ? 0 : static_cast<std::size_t>(n);
-    for (int tries = 0; done % fb != 0 && tries < 1000; ++tries) {
-        const ssize_t m = ::write(fd_, bytes.data() + done, fb - done % fb);
-        if (m > 0) done += static_cast<std::size_t>(m);
-    }
-    dropped_ += (bytes.size() - done) / fb;
+    const std::size_t done = n < 0 ? 0 : static_cast<std::size_t>(n);
+    const std::size_t whole = (done + fb - 1) / fb * fb; // the frames begun
+    partial_.assign(bytes.begin() + static_cast<std::ptrdiff_t>(done), bytes.begin() + static_cast<std::ptrdiff_t>(std::min(whole, bytes.size())));
+    dropped_ += (bytes.size() - std::min(whole, bytes.size())) / fb;
 }
 
 CommandSink::~CommandSink() {
@@ -121,7 +128,11 @@ CommandSink::~CommandSink() {
         for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) == 0; ++i) usleep(10'000);
         if (waitpid(pid_, &status, WNOHANG) == 0) {
             kill(pid_, SIGTERM);
-            waitpid(pid_, &status, 0);
+            for (int i = 0; i < 100 && waitpid(pid_, &status, WNOHANG) == 0; ++i) usleep(10'000);
+            if (waitpid(pid_, &status, WNOHANG) == 0) {
+                kill(pid_, SIGKILL);
+                waitpid(pid_, &status, 0);
+            }
         }
     }
 }

@@ -66,7 +66,7 @@ Expected<SdpSession, std::string> parse_sdp(std::string_view text) {
     if (text.size() > kMaxSdpBytes) return Unexpected{fmt::format("SDP is {} bytes, more than {}", text.size(), kMaxSdpBytes)};
     SdpSession s;
     std::optional<Connection> session_conn, media_conn;
-    bool in_audio = false, seen_audio = false, seen_version = false;
+    bool in_audio = false, seen_audio = false, seen_version = false, in_other = false;
     std::vector<std::uint8_t> pts;
     std::map<std::uint8_t, std::optional<Rtpmap>> rtpmaps; // nullopt: an encoding we do not play
     std::map<std::uint8_t, std::vector<std::string>> orders;
@@ -94,7 +94,7 @@ Expected<SdpSession, std::string> parse_sdp(std::string_view text) {
         case 'o': s.origin = std::string(v); break;
         case 's': if (!seen_audio && s.name.empty()) s.name = std::string(v); break;
         case 'c': {
-            if (seen_audio && !in_audio) break; // a later, unused m= section
+            if (in_other || (seen_audio && !in_audio)) break; // another stream's section
             auto c = parse_connection(v);
             if (!c) return fail(c.error());
             (in_audio ? media_conn : session_conn) = *c;
@@ -104,7 +104,11 @@ Expected<SdpSession, std::string> parse_sdp(std::string_view text) {
             if (seen_audio) { in_audio = false; break; } // only the first audio stream is read
             const auto f = split(v, ' ');
             if (f.size() < 4) return fail("m= is not \"media port proto fmt...\"");
-            if (f[0] != "audio") break;
+            if (f[0] != "audio") {
+                in_other = true; // its c= and a= lines are not ours
+                break;
+            }
+            in_other = false;
             if (f[2] != "RTP/AVP" && f[2] != "RTP/AVPF") return fail(fmt::format("transport {} is not RTP/AVP", f[2]));
             const auto port_part = split(f[1], '/');
             auto port = port_part.empty() ? std::nullopt : number<std::uint16_t>(port_part[0]);
@@ -119,7 +123,7 @@ Expected<SdpSession, std::string> parse_sdp(std::string_view text) {
             break;
         }
         case 'a': {
-            if (seen_audio && !in_audio) break;
+            if (in_other || (seen_audio && !in_audio)) break;
             const auto colon = v.find(':');
             const std::string_view key = v.substr(0, colon);
             const std::string_view val = colon == std::string_view::npos ? std::string_view{} : v.substr(colon + 1);

@@ -1,11 +1,12 @@
 // The RTP receiver: from datagrams to the audio a sink plays, with the latency measured against
 // the sink's actual playback position and held at a target by the drift loop.
 //
-// One thread (the receive/playback loop) calls everything; nothing blocks and nothing allocates
-// after construction. on_packet() takes each RTP datagram with its arrival time; render() is
-// called whenever the sink wants frames, with the frames already written to the sink and not yet
-// audible (from the sink's playback clock: ALSA's delay + htstamp, the driver model's completions,
-// a paced file's clock). Design notes: rtp/README.md.
+// One thread (the receive/playback loop) calls everything; nothing blocks, and on_packet() and
+// render() allocate nothing after construction (on_rtcp() parses into small vectors).
+// on_packet() takes each RTP datagram with its arrival time; render() is called whenever the
+// sink wants frames, with the frames already written to the sink and not yet audible (from the
+// sink's playback clock: ALSA's delay + htstamp, the driver model's completions, a paced file's
+// clock). Design notes: rtp/README.md.
 #pragma once
 
 #include "vsnd/rtp/drift_loop.hpp"
@@ -58,7 +59,7 @@ struct ReceiverCounters {
     std::uint64_t concealed_frames = 0;     // holes inside the timeline, played as concealment
     std::uint64_t underrun_frames = 0;      // silence played while nothing was buffered
     std::uint64_t underruns = 0, overruns = 0, resyncs = 0, jumps = 0;
-    std::uint64_t ssrc_changes = 0;
+    std::uint64_t ssrc_changes = 0, sequence_restarts = 0;
     std::uint64_t slips_dropped = 0, slips_repeated = 0;
     std::uint64_t rtcp_packets = 0, sender_reports = 0, rtcp_rejected = 0;
     std::array<std::uint64_t, kRejectCount> rejected{};
@@ -109,7 +110,7 @@ private:
     void adopt(std::uint32_t ssrc);
     void start_timeline(std::int64_t start, Nanos arrival); // a new source's first packet
     void place(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival);
-    void hold(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival);
+    void hold(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival, bool overrun);
     void store(std::int64_t ts_frame, std::span<const std::int32_t> samples, Nanos arrival);
     void anchor(Nanos now, double sink_pending);
     double audible_input(Nanos t) const;
@@ -141,16 +142,18 @@ private:
     std::int64_t seq_base_ = 0, seq_highest_ = 0;
     std::uint64_t seq_received_ = 0, lost_before_ = 0;
     std::array<std::int64_t, 1024> seen_{}; // ext seq by slot: duplicate detection
+    std::optional<std::uint16_t> probation_; // the sequence number that confirms a restart
     std::uint64_t rr_expected_prior_ = 0, rr_received_prior_ = 0;
 
     bool anchor_pending_ = false;
     std::int64_t newest_start_ = 0, newest_end_ = 0, stream_start_ = 0;
-    Nanos newest_arrival_ = 0;
+    Nanos newest_arrival_ = 0, last_on_timeline_ = 0;
     std::int64_t offset_ = 0; // timeline frame = timestamp frame + offset (moved by jumps)
     struct Held {
         std::int64_t ts_frame;
         Nanos arrival;
         std::size_t at, samples;
+        bool overrun; // ahead of the playback, on the timeline (else: a jump)
     };
     std::vector<Held> held_;                  // packets off the timeline, up to jump_packets
     std::vector<std::int32_t> held_samples_;

@@ -30,6 +30,7 @@ struct GeneratorOptions {
     struct Pause { Nanos at, length; };
     std::vector<Pause> pauses;      // nothing is sent; the timestamp runs on
     std::vector<Nanos> restarts;    // a new SSRC, sequence and timestamp at each
+    bool restart_keeps_ssrc = false; // ... or only a new sequence and timestamp
     struct Jump { Nanos at; std::int64_t frames; };
     std::vector<Jump> timestamp_jumps; // the timestamp leaps without the time passing
 };

@@ -69,6 +69,7 @@ private:
     void send(std::span<const std::uint8_t> bytes);
     std::string command_;
     int fd_, pid_;
+    std::vector<std::uint8_t> partial_; // the rest of a frame the pipe took only part of
     std::uint64_t dropped_ = 0;
 };
 
