@@ -51,6 +51,11 @@ if ! qemu-system-x86_64 -device help 2>/dev/null | grep -q vhost-user-snd-pci; t
     sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -t bookworm-backports "${bpo_pkgs[@]}"
 fi
+# PipeWire 1.4 (module-rtp-sink: a real RTP sender for the receiver's interop test).
+if ! dpkg-query -W -f='${Version}' pipewire-bin 2>/dev/null | grep -q '^1\.'; then
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -t bookworm-backports pipewire-bin libpipewire-0.3-modules
+fi
 
 cd "$here"
 cmake --preset "$preset" >/dev/null
