@@ -320,87 +320,60 @@ TEST(Interop, IntoVsndHostOverVhostUserBitExactWithTheTrueLatency) {
     std::printf("true end-to-end %.3f ms, receiver reports %.3f ms (median of %zu)\n", true_ms, reported, measured.size());
 }
 
-// A network namespace of its own for multicast (never the root one: its default route would
-// carry the groups out of the machine). Removed at the end.
-struct Netns {
-    std::string name;
-    bool ok = false;
-    explicit Netns(const std::string& tag) : name("vsndrtp" + std::to_string(getpid()) + tag) {
-        ok = run("ip netns add " + name + " 2>/dev/null") == 0 && run("ip -n " + name + " link set lo up") == 0;
-    }
-    ~Netns() {
-        if (ok) run("ip netns del " + name);
-    }
-    std::string exec(const std::string& cmd) const { return "ip netns exec " + name + " " + cmd; }
-};
+// Runs a shell script in a network namespace of its own (unshare: no named namespace, no
+// mounts, so it also works in a chroot), which ends with the script: multicast never leaves it.
+int in_own_network(const Dir& d, const std::string& script) {
+    std::ofstream(d.path / "netns.sh") << "set -e\nip link set lo up\n" << script;
+    return run("timeout -k 2 60 unshare --net --fork sh " + (d.path / "netns.sh").string());
+}
 
 TEST(Interop, MulticastIpv4TwoReceiversOnOneGroupAndSap) {
-    Netns ns("m4");
-    ASSERT_TRUE(ns.ok) << "cannot create a network namespace (needs root and iproute2)";
-    ASSERT_EQ(run("ip -n " + ns.name + " link set lo multicast on && ip -n " + ns.name + " route add 224.0.0.0/4 dev lo"), 0);
     Dir d;
     auto recv = [&](const std::string& tag, const std::string& source) {
-        Receiver r{0, d.path / (tag + ".wav"), d.path / (tag + ".jsonl")};
-        r.pid = spawn(ns.exec(std::string("timeout -k 2 30 ") + VSND_RTP_RECV + " " + source + " --interface lo --wav " +
-                              r.wav.string() + " --stats " + r.stats.string() + " --drift off --until-idle 1 --duration 25 --latency 80"));
-        return r;
+        return std::string(VSND_RTP_RECV) + " " + source + " --interface lo --wav " + (d.path / (tag + ".wav")).string() +
+               " --stats " + (d.path / (tag + ".jsonl")).string() + " --drift off --until-idle 1 --duration 25 --latency 80 2>/dev/null";
     };
-    auto a = recv("a", "239.255.12.42 15040"), b = recv("b", "239.255.12.42 15040");
-    std::this_thread::sleep_for(400ms);
-    ASSERT_EQ(run(ns.exec(std::string(VSND_RTP_SEND) + " 239.255.12.42 15040 --interface lo --signal test --duration 2 "
-                          "--sap --sap-address 239.255.255.255:9875 --sap-interval 0.5 --name 'vsnd mc test' 2>/dev/null")),
-              0);
-    ASSERT_EQ(wait_for(a.pid), 0);
-    ASSERT_EQ(wait_for(b.pid), 0);
-    for (auto* r : {&a, &b}) {
-        EXPECT_EQ(exact_frames(r->wav, wire::PcmFormat::S16, 2 * 48000), 2u * 48000) << r->wav;
-        expect_clean(last_stats(r->stats));
+    const std::string send = std::string(VSND_RTP_SEND) + " --interface lo --signal test --sap --sap-address 239.255.255.255:9875 "
+                                                          "--sap-interval 0.5 ";
+    // Two receivers on one group; then a session found by SAP: listed, and joined by name.
+    const std::string script =
+        "ip link set lo multicast on\nip route add 224.0.0.0/4 dev lo\n" + recv("a", "239.255.12.42 15040") + " &\n" +
+        recv("b", "239.255.12.42 15040") + " &\nsleep 0.4\n" + send + "239.255.12.42 15040 --duration 2 --name 'vsnd mc test' 2>/dev/null\nwait\n" +
+        send + "239.255.12.43 15042 --duration 4 --name 'vsnd sap test' 2>/dev/null &\n" + VSND_RTP_RECV +
+        " --sap --sap-wait 1.5 --interface lo > " + (d.path / "sap.txt").string() + "\n" + recv("c", "--sap 'vsnd sap test' --sap-wait 3") +
+        "\nwait\n";
+    ASSERT_EQ(in_own_network(d, script), 0) << "needs root, iproute2 and unshare";
+    for (const char* tag : {"a", "b"}) {
+        EXPECT_EQ(exact_frames(d.path / (std::string(tag) + ".wav"), wire::PcmFormat::S16, 2 * 48000), 2u * 48000) << tag;
+        expect_clean(last_stats(d.path / (std::string(tag) + ".jsonl")));
     }
-    // SAP: the announced session is listed, and joined by name.
-    const auto list = d.path / "sap.txt";
-    const pid_t sender = spawn(ns.exec(std::string(VSND_RTP_SEND) + " 239.255.12.43 15042 --interface lo --signal test --duration 4 "
-                                       "--sap --sap-address 239.255.255.255:9875 --sap-interval 0.5 --name 'vsnd sap test' 2>/dev/null"));
-    EXPECT_EQ(run(ns.exec(std::string(VSND_RTP_RECV) + " --sap --sap-wait 1.5 --interface lo >" + list.string())), 0);
-    std::ifstream in(list);
+    std::ifstream in(d.path / "sap.txt");
     std::string listed((std::istreambuf_iterator<char>(in)), {});
     EXPECT_NE(listed.find("vsnd sap test\t239.255.12.43:15042\tL16/48000/2 pt 96"), std::string::npos) << listed;
-    auto c = recv("c", "--sap 'vsnd sap test' --sap-wait 3");
-    ASSERT_EQ(wait_for(c.pid), 0);
-    wait_for(sender);
-    const auto j = last_stats(c.stats);
+    const auto j = last_stats(d.path / "c.jsonl");
     EXPECT_GT(j.value("received", 0), 1000) << j.dump();
     EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
 }
 
 TEST(Interop, MulticastIpv6OverVethAndARejoinAfterSilence) {
-    Netns a("6a"), b("6b");
-    ASSERT_TRUE(a.ok && b.ok) << "cannot create network namespaces (needs root and iproute2)";
-    const std::string va = "vr" + std::to_string(getpid() % 100000) + "a", vb = "vr" + std::to_string(getpid() % 100000) + "b";
-    ASSERT_EQ(run("ip link add " + va + " netns " + a.name + " type veth peer name " + vb + " netns " + b.name), 0);
-    ASSERT_EQ(run("ip -n " + a.name + " -6 addr add fd42::1/64 dev " + va + " nodad && ip -n " + b.name + " -6 addr add fd42::2/64 dev " +
-                  vb + " nodad && ip -n " + a.name + " link set " + va + " up && ip -n " + b.name + " link set " + vb + " up"),
-              0);
-    // The veth pair takes a moment to carry traffic.
-    for (int i = 0; i < 60 && run("ip -n " + b.name + " link show " + vb + " | grep -q 'state UP'") != 0; ++i) std::this_thread::sleep_for(50ms);
-    for (int i = 0; i < 60 && run("ip -n " + a.name + " link show " + va + " | grep -q 'state UP'") != 0; ++i) std::this_thread::sleep_for(50ms);
-    std::this_thread::sleep_for(1s);
+    // A veth pair inside the namespace: the sender sends on one end, the receiver joins on the
+    // other, so the group crosses a link (IPv6 multicast does not loop back on lo).
     Dir d;
-    Receiver r{0, d.path / "rx.wav", d.path / "rx.jsonl"};
-    r.pid = spawn(b.exec(std::string("timeout -k 2 30 ") + VSND_RTP_RECV + " ff15::1:42 15044 --interface " + vb + " --wav " +
-                         r.wav.string() + " --stats " + r.stats.string() +
-                         " --drift off --until-idle 2 --duration 25 --rejoin-after 0.5 --conceal silence --latency 80"));
-    std::this_thread::sleep_for(600ms);
-    // 1 s of audio, 1.5 s of silence (the group falls silent: the receiver rejoins), 1 s more.
-    ASSERT_EQ(run(a.exec(std::string(VSND_RTP_SEND) + " ff15::1:42 15044 --interface " + va +
-                         " --signal test --duration 3.5 --pause 1:1.5 2>/dev/null")),
-              0);
-    ASSERT_EQ(wait_for(r.pid), 0);
-    const auto j = last_stats(r.stats);
+    const std::string script =
+        "ip link add va type veth peer name vb\nip -6 addr add fd42::1/64 dev va nodad\nip -6 addr add fd42::2/64 dev vb nodad\n"
+        "ip link set va up\nip link set vb up\nsleep 1\n" +
+        std::string(VSND_RTP_RECV) + " ff15::1:42 15044 --interface vb --wav " + (d.path / "rx.wav").string() + " --stats " +
+        (d.path / "rx.jsonl").string() + " --drift off --until-idle 2 --duration 25 --rejoin-after 0.5 --conceal silence --latency 80 2>/dev/null &\n"
+        "sleep 0.6\n" +
+        // 1 s of audio, 1.5 s of silence (the group falls silent: the receiver rejoins), 1 s more.
+        VSND_RTP_SEND + " ff15::1:42 15044 --interface va --signal test --duration 3.5 --pause 1:1.5 2>/dev/null\nwait\n";
+    ASSERT_EQ(in_own_network(d, script), 0) << "needs root, iproute2 and unshare";
+    const auto j = last_stats(d.path / "rx.jsonl");
     EXPECT_EQ(j.value("received", 0), 2000) << j.dump();
     EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
     EXPECT_GE(j.value("rejoins", 0), 1) << j.dump();
     EXPECT_EQ(j.value("resyncs", -1), 0) << "the pause is on the timeline: " << j.dump();
-    EXPECT_EQ(exact_frames(r.wav, wire::PcmFormat::S16, 48000), 48000u);
+    EXPECT_EQ(exact_frames(d.path / "rx.wav", wire::PcmFormat::S16, 48000), 48000u);
 }
 
 TEST(Interop, ControlSocketAndDump) {
