@@ -443,11 +443,9 @@ int main(int argc, char** argv) {
     else if (!stats_path.empty() && !(stats = std::fopen(stats_path.c_str(), "w"))) return fail("cannot write " + stats_path);
     if (stats && stats_format == "csv") std::fputs(kCsvHeader, stats);
 
-    bool stopping = false;
     int exit_code = 0;
     auto stop = [&](int code) {
         exit_code = code;
-        stopping = true;
         io.stop();
     };
 
@@ -595,7 +593,6 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
 
     io.run();
-    (void)stopping;
     if (monitor) std::fputc('\n', stderr);
     if (dump) {
         if (auto w = dump->write(dump_path, spec); !w) std::fprintf(stderr, "vsnd-rtp-recv: dump: %s\n", w.error().c_str());

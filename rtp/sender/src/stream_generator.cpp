@@ -55,7 +55,6 @@ std::span<const std::uint8_t> StreamGenerator::next() {
     const Nanos since = next_time_ - start_;
     if (next_restart_ < opt_.restarts.size() && since >= opt_.restarts[next_restart_]) {
         ++next_restart_;
-        ++restarts_done_;
         // A restarted sender: everything new, derived so a test run repeats exactly.
         if (!opt_.restart_keeps_ssrc) ssrc_ = ssrc_ * 2654435761u + 0x9e3779b9u;
         seq_ = static_cast<std::uint16_t>(seq_ * 31 + 7919);
@@ -79,7 +78,6 @@ std::span<const std::uint8_t> StreamGenerator::next() {
     content_ += opt_.frames_per_packet;
     ++packets_;
     // The next packet leaves when the sender's clock has counted its frames.
-    sender_frames_ += opt_.frames_per_packet;
     const double ppm = ppm_at(since);
     next_time_ += static_cast<Nanos>(std::llround(opt_.frames_per_packet * 1e9 / (f.rate * (1 + ppm * 1e-6))));
     const Nanos now_since = next_time_ - start_;

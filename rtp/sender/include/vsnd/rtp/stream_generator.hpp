@@ -54,18 +54,16 @@ public:
 
 private:
     double ppm_at(Nanos since_start) const;
-    void schedule();
 
     GeneratorOptions opt_;
     Nanos start_, next_time_;
-    double sender_frames_ = 0;  // on the sender's clock: frames its clock has counted at next_time_
     std::uint64_t content_ = 0; // signal frames sent
     std::uint32_t ssrc_, ts_;   // the next packet's timestamp (ticks)
     std::uint16_t seq_;
     std::int64_t ts_minus_content_; // ticks: ts = content * ticks_per_frame + this (per source)
     std::size_t next_pause_ = 0, next_restart_ = 0, next_jump_ = 0;
     bool marker_ = true;
-    std::uint64_t packets_ = 0, restarts_done_ = 0;
+    std::uint64_t packets_ = 0;
     std::vector<std::uint8_t> packet_, pcm_;
     std::vector<std::int32_t> samples_;
 };
