@@ -218,8 +218,11 @@ TEST(Interop, PipeWireRtpSinkIsReceivedAndTracked) {
         auto x = nlohmann::json::parse(s, nullptr, false);
         if (x.is_object() && x.value("state", "") == "playing" && x["latency_ms"].is_number()) lat.push_back(x["latency_ms"]);
     }
+    // Tracking: from 2 s on within 5 ms of the target. Untracked, a 1 % error moves the latency
+    // 10 ms a second; the graph's clock also wanders with the machine's load (measured under
+    // ASan: 3.1 ms off at 4.5 s, while the loop switched to its narrow bandwidth).
     ASSERT_GT(lat.size(), 6u);
-    for (std::size_t i = 4; i + 1 < lat.size(); ++i) EXPECT_NEAR(lat[i], 40.0, 3.0) << "tracking, sample " << i;
+    for (std::size_t i = 4; i + 1 < lat.size(); ++i) EXPECT_NEAR(lat[i], 40.0, 5.0) << "tracking, sample " << i;
     std::printf("PipeWire's clock against this machine's, as the receiver's loop found it: %+.0f ppm\n", j.value("drift_ppm", 0.0));
     // The audio arrived: PipeWire converted S16 -> F32 -> S24; count the frames that are the
     // TestSignal exactly (a conversion that is exact keeps them all).
