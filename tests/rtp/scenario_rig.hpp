@@ -59,6 +59,11 @@ struct Outcome {
     bool silent(std::size_t i) const {
         return std::all_of(frame(i), frame(i) + channels, [](std::int32_t v) { return v == 0; });
     }
+    // The first frame from `from` on that is not silent (frames() if none).
+    std::size_t first_sound(std::size_t from) const {
+        while (from < frames() && silent(from)) ++from;
+        return from;
+    }
     // The first run of at least `min` silent frames from frame `from` on: {start, length}.
     std::pair<std::size_t, std::size_t> silent_run(std::size_t from, std::size_t min = 64) const {
         for (std::size_t i = from; i < frames(); ++i) {

@@ -288,9 +288,8 @@ TEST(Scenario, ANewSourceIsAdoptedWhenTheOldFallsSilent) {
     auto m = compare(o, sc.sender, *off, 4 * 48000);
     EXPECT_EQ(m.other + m.silent, 0u) << "the old source plays to its end";
     // After the switch: frames of the new source, none of the old, at a new alignment.
-    std::size_t first_new = static_cast<std::size_t>(*off) + 4 * 48000;
-    std::size_t audible = first_new;
-    while (audible < o.frames() && o.silent(audible)) ++audible;
+    const std::size_t first_new = static_cast<std::size_t>(*off) + 4 * 48000;
+    const std::size_t audible = o.first_sound(first_new);
     EXPECT_LE(audible - first_new, 48000 * 140 / 1000) << "new source audible within target + 100 ms";
 }
 
@@ -307,9 +306,8 @@ TEST(Scenario, ASenderRestartingWithTheSameSsrcIsHeardAgain) {
     EXPECT_EQ(o.counters.duplicates, 0u);
     auto off = align(o, sc.sender);
     ASSERT_TRUE(off);
-    std::size_t first_new = static_cast<std::size_t>(*off) + 4 * 48000;
-    std::size_t audible = first_new;
-    while (audible < o.frames() && o.silent(audible)) ++audible;
+    const std::size_t first_new = static_cast<std::size_t>(*off) + 4 * 48000;
+    const std::size_t audible = o.first_sound(first_new);
     EXPECT_LE(audible - first_new, 48000u * 140 / 1000) << "heard again within target + 100 ms";
     EXPECT_GT(o.frames() - audible, 48000u * 5) << "and it plays on";
 }

@@ -59,13 +59,14 @@ Expected<Endpoint, std::string> parse_endpoint(std::string_view t) {
     return e;
 }
 
-Nanos realtime_to_monotonic(Nanos realtime) {
+Nanos realtime_minus_monotonic() {
     timespec r, m;
     clock_gettime(CLOCK_REALTIME, &r);
     clock_gettime(CLOCK_MONOTONIC, &m);
-    const Nanos offset = (Nanos{r.tv_sec} - m.tv_sec) * kNanosPerSecond + (r.tv_nsec - m.tv_nsec);
-    return realtime - offset;
+    return (Nanos{r.tv_sec} - m.tv_sec) * kNanosPerSecond + (r.tv_nsec - m.tv_nsec);
 }
+
+Nanos realtime_to_monotonic(Nanos realtime) { return realtime - realtime_minus_monotonic(); }
 
 Expected<std::unique_ptr<UdpReceiver>, std::string> UdpReceiver::open(asio::io_context& io, ReceiveOptions o, Handler h) {
     std::unique_ptr<UdpReceiver> r(new UdpReceiver(io, std::move(o), std::move(h)));
@@ -188,7 +189,8 @@ void UdpReceiver::drain() {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++counters_.errors;
             return;
         }
-        const Nanos fallback = MonotonicClock().now();
+        // The clocks' offset once per batch, not per datagram.
+        const Nanos fallback = MonotonicClock().now(), offset = realtime_minus_monotonic();
         for (int i = 0; i < n; ++i) {
             const msghdr& msg = msgs[i].msg_hdr;
             ++counters_.datagrams;
@@ -201,7 +203,7 @@ void UdpReceiver::drain() {
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
                     timespec ts;
                     std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                    arrival = realtime_to_monotonic(Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec);
+                    arrival = Nanos{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec - offset;
                 }
             if (arrival == 0) arrival = fallback;
             last_datagram_ = arrival;

@@ -112,6 +112,7 @@ private:
 };
 
 // CLOCK_REALTIME (a kernel receive timestamp) -> CLOCK_MONOTONIC, by the offset between the two now.
+Nanos realtime_minus_monotonic();
 Nanos realtime_to_monotonic(Nanos realtime);
 
 } // namespace vsnd::rtp
