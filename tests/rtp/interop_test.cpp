@@ -200,21 +200,24 @@ TEST(Interop, FfmpegStaticPt10WithItsSdpAndVariablePackets) {
     expect_clean(last_stats(r.stats));
 }
 
-TEST(Interop, PipeWireRtpSinkIsReceivedAndTracked) {
+TEST(Interop, PipeWireRtpSinkIsReceivedWithoutLossOrResync) {
     if (!have("pipewire") || !have("pw-cat")) GTEST_FAIL() << "PipeWire missing (tests/setup.sh installs it from bookworm-backports)";
     Dir d;
     const std::uint64_t frames = 5 * 48000;
     write_test_wav(d.path / "in.wav", wire::PcmFormat::S16, 48000, frames);
     Receiver r{0, d.path / "rx.wav", d.path / "rx.jsonl"};
     r.pid = spawn(std::string("timeout -k 2 40 ") + VSND_RTP_RECV + " 127.0.0.1 15060 --format L24 --pt 127 --wav " +
-                  r.wav.string() + " --stats " + r.stats.string() + " --stats-interval 0.5 --latency 40 --until-idle 1 --duration 30 --max-ppm 50000");
+                  r.wav.string() + " --stats " + r.stats.string() + " --stats-interval 0.5 --latency 40 --until-idle 1 --duration 30");
     std::this_thread::sleep_for(300ms);
     ASSERT_EQ(run(std::string(VSND_PIPEWIRE_SINK) + " 15060 " + (d.path / "in.wav").string() + " 5"), 0);
     ASSERT_EQ(wait_for(r.pid), 0);
     const auto j = last_stats(r.stats);
-    // PipeWire's own clock paces it: a dummy driver on the system clock, which ran 0.76 % slow
-    // here (4962 packets of 48 frames in 5 s) — far beyond a crystal's error, so the receiver is
-    // allowed 5 % (--max-ppm 50000). Nothing lost on loopback; the latency held while it tracks.
+    // PipeWire's own clock paces it: a dummy driver on the system clock, its quantum fixed (see the
+    // script). Its stream is not a steady clock even so: a packet capture here showed it falling
+    // 5-19 ms behind real time within 5 s, in steps it never makes up (its timer wakes late and
+    // the graph does not catch up). A drift loop must not chase a step at once, so the test does
+    // not ask for the target latency: it asks that the buffer absorbs the steps, with nothing
+    // lost, late or resynchronised, and no underrun but the one at the end.
     EXPECT_GT(j.value("received", 0), 4500) << j.dump();
     EXPECT_EQ(j.value("lost", -1), 0) << j.dump();
     EXPECT_EQ(j.value("late", -1), 0) << j.dump();
@@ -226,11 +229,11 @@ TEST(Interop, PipeWireRtpSinkIsReceivedAndTracked) {
         auto x = nlohmann::json::parse(s, nullptr, false);
         if (x.is_object() && x.value("state", "") == "playing" && x["latency_ms"].is_number()) lat.push_back(x["latency_ms"]);
     }
-    // Tracking: from 2 s on within 5 ms of the target. Untracked, a 1 % error moves the latency
-    // 10 ms a second; the graph's clock also wanders with the machine's load (measured under
-    // ASan: 3.1 ms off at 4.5 s, while the loop switched to its narrow bandwidth).
     ASSERT_GT(lat.size(), 6u);
-    for (std::size_t i = 4; i + 1 < lat.size(); ++i) EXPECT_NEAR(lat[i], 40.0, 5.0 * kSlack) << "tracking, sample " << i;
+    const auto [lo, hi] = std::minmax_element(lat.begin() + 2, lat.end());
+    std::printf("PipeWire: latency from 1 s on %.1f .. %.1f ms (target 40)\n", *lo, *hi);
+    EXPECT_GT(*lo, 40.0 - 25.0 * kSlack);
+    EXPECT_LT(*hi, 40.0 + 25.0 * kSlack);
     std::printf("PipeWire's clock against this machine's, as the receiver's loop found it: %+.0f ppm\n", j.value("drift_ppm", 0.0));
     // The audio arrived: PipeWire converted S16 -> F32 -> S24; count the frames that are the
     // TestSignal exactly (a conversion that is exact keeps them all).

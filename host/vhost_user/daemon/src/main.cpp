@@ -155,11 +155,8 @@ int main(int argc, char** argv) {
         else return fail(fmt::format("--socket-group: no group {}", socket_group));
     }
     vhost_user::Server server(io, dev, log, access);
-    if (auto r = server.listen(socket_path); !r) return fail(r.error());
-    log->info("vsnd-host {}: backend {}, {} streams ({} formats {}, rates {}, channels {}), completion when {}", VSND_VERSION,
-              backend->name(), topology->streams.size(), spec.streams, spec.formats, spec.rates, spec.channels,
-              policy_name);
-
+    // Handlers first, socket second: a SIGTERM that follows the socket's appearance at once (a
+    // service manager, a test) must still finalise the WAV files, not kill the process.
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
@@ -167,6 +164,11 @@ int main(int argc, char** argv) {
         server.stop();
         io.stop();
     });
+    if (auto r = server.listen(socket_path); !r) return fail(r.error());
+    log->info("vsnd-host {}: backend {}, {} streams ({} formats {}, rates {}, channels {}), completion when {}", VSND_VERSION,
+              backend->name(), topology->streams.size(), spec.streams, spec.formats, spec.rates, spec.channels,
+              policy_name);
+
     io.run();
     server.stop();
     dev.reset(); // closes the backend's streams (WAV headers are finalised)
