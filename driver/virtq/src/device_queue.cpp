@@ -181,6 +181,12 @@ bool DeviceQueue::should_notify() {
     return need_event(used_event, used_idx_, old);
 }
 
+std::optional<bool> DeviceQueue::driver_took(std::uint16_t used) const {
+    if (!cfg_.event_idx) return std::nullopt;
+    const std::uint16_t used_event = load_acquire16(cfg_.rings.avail + avail_used_event(cfg_.size));
+    return static_cast<std::uint16_t>(used_event - used) <= static_cast<std::uint16_t>(used_idx_ - used);
+}
+
 void DeviceQueue::set_kicks_enabled(bool enabled) {
     kicks_enabled_ = enabled;
     if (cfg_.event_idx) {

@@ -125,6 +125,8 @@ void SoundDevice::attach(std::array<virtq::DeviceQueue*, wire::kQueueCount> queu
     queues_ = queues;
     notify_ = std::move(notify);
     pushed_ = {};
+    unanswered_ = {};
+    probe_ = {};
     // A new queue asks for kicks, whatever an earlier device start left in the ring's flags (a
     // NO_NOTIFY from a run that had them off would otherwise stay and no kick would come).
     for (unsigned q = 0; q < wire::kQueueCount; ++q) queues_[q]->set_kicks_enabled(true);
@@ -154,6 +156,8 @@ void SoundDevice::reset() {
     events_.clear();
     queues_ = {};
     notify_ = nullptr;
+    unanswered_ = {};
+    probe_ = {};
 }
 
 // ---- queues ------------------------------------------------------------------------------------
@@ -167,7 +171,76 @@ void SoundDevice::flush_notifications() {
     for (unsigned q = 0; q < wire::kQueueCount; ++q) {
         if (!pushed_[q]) continue;
         pushed_[q] = false;
-        if (queues_[q]->should_notify() && notify_) notify_(static_cast<wire::QueueIndex>(q));
+        if (queues_[q]->should_notify() && notify_) {
+            notify_(static_cast<wire::QueueIndex>(q));
+            note_notification(q, clock_.now());
+        }
+    }
+}
+
+void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
+    tuning_ = t;
+    lead_ = std::clamp<Nanos>(t.lead, 0, t.max_lead);
+    notify_stats_.lead = lead_;
+    trips_.clear();
+    probe_ = {};
+}
+
+// A notification just went out on queue q: watch that the driver takes it, and time its trip.
+void SoundDevice::note_notification(unsigned q, Nanos now) {
+    const std::uint16_t used = queues_[q]->used_index();
+    if (!queues_[q]->driver_took(used)) return; // no event idx: nothing to watch
+    if (tuning_.renotify_after > 0) unanswered_[q] = {true, used, now};
+    if (!tuning_.measure_lead || q != static_cast<unsigned>(wire::QueueIndex::Tx) || probe_.active) return;
+    // Every notification until there are enough samples, then one in four.
+    if (trips_.size() >= kTripSamples && tx_notifications_++ % 4 != 0) return;
+    probe_ = {true, used, now, now, now + kTripStep};
+}
+
+void SoundDevice::record_trip(Nanos trip) {
+    trips_.push_back(std::max<Nanos>(trip, 0));
+    if (trips_.size() > kTripSamples) trips_.pop_front();
+    ++notify_stats_.trips_measured;
+    std::vector<Nanos> sorted(trips_.begin(), trips_.end());
+    std::sort(sorted.begin(), sorted.end());
+    notify_stats_.trip_median = sorted[sorted.size() / 2];
+    // Too few samples say nothing yet; a low quantile keeps the driver's position from running
+    // ahead of the audio when a trip is quicker than usual.
+    if (sorted.size() < 8) return;
+    const auto at = static_cast<std::size_t>(kLeadQuantile * static_cast<double>(sorted.size() - 1));
+    lead_ = std::min(sorted[at], tuning_.max_lead);
+    notify_stats_.lead = lead_;
+}
+
+// Called at every wake-up: notifications the driver took, the trip being timed, and the ones it
+// did not take in time, sent again (at most once per renotify_after and queue).
+void SoundDevice::watch_notifications(Nanos now) {
+    if (probe_.active && now >= probe_.next) {
+        const std::optional<bool> took = queues_[static_cast<unsigned>(wire::QueueIndex::Tx)]->driver_took(probe_.used);
+        if (took && *took) {
+            // Taken between the last look that did not see it and this one: the midpoint.
+            record_trip((probe_.last_unseen + now) / 2 - probe_.signalled);
+            probe_.active = false;
+        } else if (!took || now - probe_.signalled >= kTripLimit) {
+            probe_.active = false;
+        } else {
+            probe_.last_unseen = now;
+            probe_.next = now + kTripStep;
+        }
+    }
+    for (unsigned q = 0; q < wire::kQueueCount; ++q) {
+        Unanswered& u = unanswered_[q];
+        if (!u.active) continue;
+        const std::optional<bool> took = queues_[q]->driver_took(u.used);
+        if (!took || *took) {
+            u.active = false;
+        } else if (now - u.signalled >= tuning_.renotify_after && notify_) {
+            notify_(static_cast<wire::QueueIndex>(q));
+            u.signalled = now;
+            ++notify_stats_.renotified;
+            log(fmt::format("queue {}: the driver has not taken used entry {} {} ms after its notification: notified again",
+                            static_cast<unsigned>(q), u.used, tuning_.renotify_after / 1'000'000));
+        }
     }
 }
 
@@ -563,12 +636,13 @@ void SoundDevice::handle_rx(virtq::Chain& chain) {
     touch(*s);
 }
 
-std::uint64_t SoundDevice::audible_bytes(Stream& s) {
+// Bytes audible at `at` (now, or now + the notification lead), by the backend's position.
+std::uint64_t SoundDevice::audible_bytes(Stream& s, Nanos at) {
     const Position pos = s.backend->position();
     __int128 frames = pos.frames;
     if (pos.running) {
         // Extrapolate at the backend's rate, flooring also for a position stamped in the future.
-        frames += div_floor(static_cast<__int128>(clock_.now() - pos.when) * rate_micro_hz(pos, s.format.rate),
+        frames += div_floor(static_cast<__int128>(at - pos.when) * rate_micro_hz(pos, s.format.rate),
                             kMicroHzSecond);
     }
     const __int128 bytes = std::max<__int128>(frames, 0) * s.format.frame_bytes();
@@ -610,7 +684,8 @@ void SoundDevice::pump_output(Stream& s) {
     }
     if (s.pending.empty() || s.pending.front().done != s.pending.front().payload) return;
 
-    const std::uint64_t audible = audible_bytes(s);
+    // As the driver will see it: lead_ after the completion is signalled (0 unless tuned).
+    const std::uint64_t audible = audible_bytes(s, clock_.now() + lead_);
     while (!s.pending.empty() && s.pending.front().done == s.pending.front().payload) {
         auto& io = s.pending.front();
         const std::uint64_t end = io.start + io.payload;
@@ -681,7 +756,7 @@ std::optional<Nanos> SoundDevice::stream_deadline(Stream& s) {
     // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
     const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
     const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
-    consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))));
+    consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))) - lead_);
     return next;
 }
 
@@ -736,6 +811,7 @@ void SoundDevice::service(Stream& s) {
 
 void SoundDevice::process() {
     if (!attached()) return;
+    watch_notifications(clock_.now());
     for (unsigned q = 0; q < wire::kQueueCount; ++q) {
         if (!rescan_[q] && kicks_on_[q]) continue; // a queue without kicks is read at every wake-up
         if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
@@ -772,6 +848,9 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     for (bool more : rescan_)
         if (more) consider(clock_.now()); // a capped pass left chains behind
     if (!touched_list_.empty()) consider(clock_.now());
+    if (probe_.active) consider(probe_.next);
+    for (const Unanswered& u : unanswered_)
+        if (u.active) consider(u.signalled + tuning_.renotify_after);
     if (deferred_) {
         // The backend wakes the loop when its open finishes; without a waker, look every ms.
         consider(deferred_->deadline);

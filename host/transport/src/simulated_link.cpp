@@ -26,17 +26,20 @@ bool SimulatedLink::wait_interrupt(Nanos timeout) {
     for (;;) {
         end.dispatch_kicks();
         if (consume_calls()) {
-            // The device keeps running while the interrupt is on its way.
-            const Nanos arrival = sim_.now() + next_random(jitter_max_);
-            while (auto next = dev_.next_deadline()) {
-                if (*next > arrival) break;
-                sim_.advance_to(*next > sim_.now() ? *next : sim_.now() + 1000);
+            if (lose_ == 0) {
+                // The device keeps running while the interrupt is on its way.
+                const Nanos arrival = sim_.now() + jitter_min_ + next_random(jitter_max_ - jitter_min_);
+                while (auto next = dev_.next_deadline()) {
+                    if (*next > arrival) break;
+                    sim_.advance_to(*next > sim_.now() ? *next : sim_.now() + 1000);
+                    dev_.process();
+                }
+                sim_.advance_to(arrival);
                 dev_.process();
+                consume_calls();
+                return true;
             }
-            sim_.advance_to(arrival);
-            dev_.process();
-            consume_calls();
-            return true;
+            --lose_; // lost on its way: the driver never hears of it
         }
         // A loaded host also preempts the device thread between its work and its next look at
         // the clock; whatever it then finds must still get done.

@@ -35,7 +35,8 @@ int fail(const std::string& msg) {
 int main(int argc, char** argv) {
     CLI::App app{"vsnd-host: virtio-snd vhost-user backend for QEMU's vhost-user-snd-pci"};
     std::string socket_path, backend_name = "null", device_name = "default", wav_dir = ".", capture_wav,
-                policy_name = "played", log_level = "info";
+                policy_name = "played", log_level = "info", notify_lead = "auto";
+    unsigned renotify_ms = 10;
     std::vector<std::string> backend_options;
     vhost_user::TopologySpec spec;
     app.add_option("--socket", socket_path, "Unix socket to listen on (QEMU: -chardev socket,path=...)")->required();
@@ -79,6 +80,15 @@ int main(int argc, char** argv) {
     app.add_option("--capture-wav", capture_wav, "WAV file capture streams read (--backend wav; = -o capture=)");
     app.add_option("--policy", policy_name, "complete playback messages when played or when consumed")
         ->check(CLI::IsMember({"played", "consumed"}))
+        ->capture_default_str();
+    app.add_option("--notify-lead", notify_lead,
+                   "played policy: complete this many microseconds before the audio is heard, the notification's "
+                   "trip to the guest ('auto': measured from the guest's used_event; 0: off)")
+        ->check(CLI::IsMember({"auto"}) | CLI::Range(0, 2000))
+        ->capture_default_str();
+    app.add_option("--renotify-ms", renotify_ms,
+                   "notify again when the guest has not taken a completion this long after its notification (0: never)")
+        ->check(CLI::Range(0u, 1000u))
         ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
@@ -143,6 +153,13 @@ int main(int argc, char** argv) {
     const auto policy = policy_name == "played" ? device::CompletionPolicy::Played : device::CompletionPolicy::Consumed;
     device::SoundDevice dev(*topology, *backend, clock, policy);
     dev.set_logger([log](const std::string& m) { log->warn("device: {}", m); });
+    device::NotifyTuning tuning;
+    tuning.renotify_after = static_cast<Nanos>(renotify_ms) * 1'000'000;
+    if (policy == device::CompletionPolicy::Played) {
+        tuning.measure_lead = notify_lead == "auto";
+        if (notify_lead != "auto") tuning.lead = static_cast<Nanos>(std::stoul(notify_lead)) * 1000;
+    }
+    dev.set_notify_tuning(tuning);
 
     std::signal(SIGPIPE, SIG_IGN); // a call fd may be a pipe whose reader has gone
     boost::asio::io_context io;
@@ -172,6 +189,9 @@ int main(int argc, char** argv) {
     io.run();
     server.stop();
     dev.reset(); // closes the backend's streams (WAV headers are finalised)
+    const device::NotifyStats ns = dev.notify_stats();
+    log->info("notifications: lead {:.0f} us (tx trip median {:.0f} us over the last of {} measured), {} sent again",
+              ns.lead / 1e3, ns.trip_median / 1e3, ns.trips_measured, ns.renotified);
     log->info("stopped after {} connection(s)", server.connections_accepted());
     return 0;
 }

@@ -65,6 +65,11 @@ public:
     // has_available(): a buffer may have arrived while kicks were off.
     void set_kicks_enabled(bool enabled);
     bool has_available() const;
+    // With VIRTIO_RING_F_EVENT_IDX: whether the driver has taken every used entry up to `used`
+    // (its used_event, written when it re-enables interrupts after reaping, lies in [used, now]),
+    // the one sign a device has that a notification arrived. nullopt without event idx.
+    std::optional<bool> driver_took(std::uint16_t used) const;
+    std::uint16_t used_index() const { return used_idx_; }
 
     // The driver broke the ring's rules (the avail index jumped by more than the queue size, or a
     // head the device holds was made available again): the queue is stopped for good.

@@ -38,6 +38,29 @@ struct StreamStats {
     std::uint32_t last_latency_bytes = 0;
 };
 
+// How completions reach the driver. The defaults change nothing; vsnd-host turns both on.
+struct NotifyTuning {
+    // Notify again while the driver has not taken a signalled completion this long after the
+    // signal (0: never). Needs VIRTIO_RING_F_EVENT_IDX: the driver's used_event is the only sign
+    // that a notification arrived. A lost interrupt then costs this much, not the stream.
+    Nanos renotify_after = 0;
+    // Played policy: complete a tx message this long before its last frame is audible, so that
+    // the driver takes it (and its position moves) about when the frame is heard; latency_bytes
+    // count what is still not audible at that later instant. A fixed figure, or measured:
+    Nanos lead = 0;
+    // measure the trip on the tx queue (signal -> the driver's used_event shows it was taken) and
+    // use its kLeadQuantile over the last kTripSamples trips as the lead, at most max_lead.
+    bool measure_lead = false;
+    Nanos max_lead = 2'000'000;
+};
+
+struct NotifyStats {
+    std::uint64_t renotified = 0;     // notifications sent again (see NotifyTuning)
+    std::uint64_t trips_measured = 0; // tx notification trips measured, in total
+    Nanos trip_median = 0;            // of the last kTripSamples
+    Nanos lead = 0;                   // in use now
+};
+
 using Notifier = std::function<void(wire::QueueIndex)>;
 using Logger = std::function<void(const std::string&)>;
 
@@ -71,6 +94,9 @@ public:
     // Log lines left out by the rate limit (see log()), in total.
     std::uint64_t log_lines_suppressed() const { return log_suppressed_total_ + log_suppressed_; }
     void set_logger(Logger log) { log_ = std::move(log); }
+    // Before attach() or at any time on the device loop's thread.
+    void set_notify_tuning(const NotifyTuning& t);
+    NotifyStats notify_stats() const { return notify_stats_; }
     // How backend streams wake the loop that runs this device (handed to every stream at open).
     void set_waker(Waker wake) { waker_ = std::move(wake); }
 
@@ -82,6 +108,12 @@ public:
     // their instants: a completion is then at most this late (never early), and a device with many
     // streams wakes at most once per window, whatever their phases.
     static constexpr Nanos kWakeCoalesce = 100'000;
+    // Trip measurement: the driver's used_event is looked at every kTripStep after a sampled
+    // notification, for at most kTripLimit (a slower trip is not counted: the lead stays low).
+    static constexpr Nanos kTripStep = 100'000;
+    static constexpr Nanos kTripLimit = 5'000'000;
+    static constexpr std::size_t kTripSamples = 32;
+    static constexpr double kLeadQuantile = 0.25;
 
 private:
     struct Stream;
@@ -123,7 +155,10 @@ private:
                         std::uint32_t latency_bytes, std::uint32_t data_bytes);
     void flush_stream(Stream& s);
     void close_backend(Stream& s);
-    std::uint64_t audible_bytes(Stream& s);
+    std::uint64_t audible_bytes(Stream& s, Nanos at);
+    void note_notification(unsigned q, Nanos now);
+    void watch_notifications(Nanos now);
+    void record_trip(Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
     void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
@@ -165,6 +200,25 @@ private:
     std::optional<Nanos> stall_began_; // set while serving requests that waited behind a PREPARE
     std::deque<wire::Event> events_;
     std::uint64_t events_dropped_ = 0;
+    NotifyTuning tuning_;
+    NotifyStats notify_stats_;
+    Nanos lead_ = 0; // in use: tuning_.lead, or the measured one
+    // A notification sent and not yet taken by the driver (renotify_after).
+    struct Unanswered {
+        bool active = false;
+        std::uint16_t used = 0;
+        Nanos signalled = 0;
+    };
+    std::array<Unanswered, wire::kQueueCount> unanswered_{};
+    // The tx notification being timed (measure_lead): taken between last_unseen and the next look.
+    struct TripProbe {
+        bool active = false;
+        std::uint16_t used = 0;
+        Nanos signalled = 0, last_unseen = 0, next = 0;
+    };
+    TripProbe probe_;
+    std::deque<Nanos> trips_;
+    std::uint64_t tx_notifications_ = 0;
 };
 
 } // namespace vsnd::device

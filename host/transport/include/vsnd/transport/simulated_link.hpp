@@ -5,6 +5,7 @@
 
 #include "vsnd/transport/device_end.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace vsnd::transport {
@@ -18,16 +19,23 @@ public:
     // Runs the device until `t` without waiting for interrupts.
     void run_until(Nanos t);
     LoopbackDeviceEnd& device_end();
-    // Interrupts reach the driver up to `max` late (uniform, seeded): the scheduling delay of a
-    // real guest's interrupt handler and workqueue.
-    void set_interrupt_jitter(Nanos max, std::uint64_t seed = 1) { jitter_max_ = max; rng_ = seed; }
+    // Interrupts reach the driver `min` to `max` late (uniform, seeded): the trip of a real
+    // guest's notification (host -> hypervisor -> interrupt handler -> workqueue).
+    void set_interrupt_jitter(Nanos max, std::uint64_t seed = 1, Nanos min = 0) {
+        jitter_max_ = max;
+        jitter_min_ = std::min(min, max);
+        rng_ = seed;
+    }
+    // The next `n` interrupts are lost on their way (the driver never hears of them).
+    void lose_interrupts(unsigned n) { lose_ = n; }
     // The device's timer fires up to `max` late, and the device thread is preempted up to `max`
     // between its work and computing its next deadline (uniform, seeded): a loaded host.
     void set_device_lateness(Nanos max) { lateness_max_ = max; }
 
 private:
     Nanos next_random(Nanos max);
-    Nanos jitter_max_ = 0, lateness_max_ = 0;
+    Nanos jitter_max_ = 0, jitter_min_ = 0, lateness_max_ = 0;
+    unsigned lose_ = 0;
     std::uint64_t rng_ = 1;
     device::SoundDevice& dev_;
     SimulatedClock& sim_;
