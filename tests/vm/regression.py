@@ -287,6 +287,44 @@ def case_kills(env):
           f"{text.count('front-end disconnected') + text.count('closed:')} ends logged")
 
 
+def case_stress(env):
+    """Play and record at once beside two busy loops (the host overloaded), VSND_STRESS_SECONDS
+    (default 20) of audio, VSND_STRESS_RUNS times in a row (default 1; the soak: 20). A lost
+    notification stalls a stream for good (the guest's write fails with EIO); vsnd-host notifies
+    again when the guest has not taken a completion 10 ms after its notification, and says how
+    often it had to. Every run: both programs succeed, both directions bit-exact."""
+    seconds = float(os.environ.get("VSND_STRESS_SECONDS", "20"))
+    runs = int(os.environ.get("VSND_STRESS_RUNS", "1"))
+    frames = int(seconds * 48000)
+    src = os.path.join(env.work, "capture.wav")
+    subprocess.run([env.wav_tool, "gen", src, "--format", "S16", "--frames", str(frames + 48000)], check=True)
+    guest = (f"vsnd-guest-agent record --frames {frames} --period 480 --periods 8 --out-wav /mnt/share/rec.wav & "
+             f"{agent_play(f'--seconds {seconds:g} --period 480 --periods 8', '/mnt/share/ref.wav')}; p=$?; "
+             "wait $!; r=$?; echo \"play $p record $r\"; [ $p = 0 ] && [ $r = 0 ]")
+    limit = str(int(seconds * 4 + 90))
+    for run in range(1, runs + 1):
+        shutil.rmtree(env.out)
+        os.makedirs(env.out)
+        hogs = [subprocess.Popen(["timeout", limit, "sh", "-c", "while :; do :; done"], start_new_session=True)
+                for _ in range(2)]
+        t = time.monotonic()
+        try:
+            env.run_vm(guest, host_args=("--capture-wav", src), timeout=int(limit))
+        finally:
+            load = open("/proc/loadavg").read().split()[0]
+            for h in hogs:
+                h.kill()
+                h.wait()
+        play = env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav"))
+        rec = env.compare(src, os.path.join(env.share, "rec.wav"), prefix=True)
+        note = ""
+        with open(os.path.join(env.work, "vsnd-host.log"), errors="replace") as f:
+            for line in f:
+                if "notifications: lead" in line:
+                    note = line.split("notifications: ", 1)[1].strip()
+        print(f"run {run}/{runs} ({time.monotonic() - t:.0f} s, load {load}): play {play}; record {rec}; vsnd-host: {note}")
+
+
 def check_sanitizer_reports(work):
     """A vsnd-host of the ASan+UBSan build reports into its log; any report fails the case."""
     for root, _, files in os.walk(work):
