@@ -305,15 +305,16 @@ def case_stress(env):
     for run in range(1, runs + 1):
         shutil.rmtree(env.out)
         os.makedirs(env.out)
-        hogs = [subprocess.Popen(["timeout", limit, "sh", "-c", "while :; do :; done"], start_new_session=True)
+        hogs = [subprocess.Popen(["timeout", limit, "sh", "-c", "while :; do :; done"], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for _ in range(2)]
         t = time.monotonic()
         try:
             env.run_vm(guest, host_args=("--capture-wav", src), timeout=int(limit))
         finally:
             load = open("/proc/loadavg").read().split()[0]
-            for h in hogs:
-                h.kill()
+            for h in hogs:  # the loop and its timeout: the whole group
+                os.killpg(h.pid, signal.SIGKILL)
                 h.wait()
         play = env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav"))
         rec = env.compare(src, os.path.join(env.share, "rec.wav"), prefix=True)

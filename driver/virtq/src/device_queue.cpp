@@ -181,6 +181,8 @@ bool DeviceQueue::should_notify() {
     return need_event(used_event, used_idx_, old);
 }
 
+std::uint16_t DeviceQueue::avail_index() const { return load_acquire16(cfg_.rings.avail + kIdx); }
+
 std::optional<bool> DeviceQueue::driver_took(std::uint16_t used) const {
     if (!cfg_.event_idx) return std::nullopt;
     const std::uint16_t used_event = load_acquire16(cfg_.rings.avail + avail_used_event(cfg_.size));

@@ -183,6 +183,7 @@ void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
     lead_ = std::clamp<Nanos>(t.lead, 0, t.max_lead);
     notify_stats_.lead = lead_;
     trips_.clear();
+    writer_trips_.clear();
     probe_ = {};
 }
 
@@ -193,20 +194,21 @@ void SoundDevice::note_notification(unsigned q, Nanos now) {
     if (tuning_.renotify_after > 0) unanswered_[q] = {true, used, now};
     if (!tuning_.measure_lead || q != static_cast<unsigned>(wire::QueueIndex::Tx) || probe_.active) return;
     // Every notification until there are enough samples, then one in four.
-    if (trips_.size() >= kTripSamples && tx_notifications_++ % 4 != 0) return;
-    probe_ = {true, used, now, now, now + kTripStep};
+    if (writer_trips_.size() + trips_.size() >= kTripSamples && tx_notifications_++ % 4 != 0) return;
+    probe_ = {true, false, used, queues_[q]->avail_index(), now, now, now + kTripStep};
 }
 
-void SoundDevice::record_trip(Nanos trip) {
-    trips_.push_back(std::max<Nanos>(trip, 0));
-    if (trips_.size() > kTripSamples) trips_.pop_front();
-    ++notify_stats_.trips_measured;
-    std::vector<Nanos> sorted(trips_.begin(), trips_.end());
+void SoundDevice::record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip) {
+    into.push_back(std::max<Nanos>(trip, 0));
+    if (into.size() > kTripSamples) into.pop_front();
+    if (&into == &trips_) ++notify_stats_.trips_measured;
+    std::vector<Nanos> sorted(into.begin(), into.end());
     std::sort(sorted.begin(), sorted.end());
-    notify_stats_.trip_median = sorted[sorted.size() / 2];
-    // Too few samples say nothing yet; a low quantile keeps the driver's position from running
-    // ahead of the audio when a trip is quicker than usual.
-    if (sorted.size() < 8) return;
+    median = sorted[sorted.size() / 2];
+    // The writer's trip when the driver shows it, else the driver's. Too few samples say nothing
+    // yet; a low quantile keeps the position from running ahead when a trip is quicker than usual.
+    const std::deque<Nanos>& use = writer_trips_.size() >= 8 ? writer_trips_ : trips_;
+    if (&into != &use || sorted.size() < 8) return;
     const auto at = static_cast<std::size_t>(kLeadQuantile * static_cast<double>(sorted.size() - 1));
     lead_ = std::min(sorted[at], tuning_.max_lead);
     notify_stats_.lead = lead_;
@@ -216,10 +218,16 @@ void SoundDevice::record_trip(Nanos trip) {
 // did not take in time, sent again (at most once per renotify_after and queue).
 void SoundDevice::watch_notifications(Nanos now) {
     if (probe_.active && now >= probe_.next) {
-        const std::optional<bool> took = queues_[static_cast<unsigned>(wire::QueueIndex::Tx)]->driver_took(probe_.used);
-        if (took && *took) {
-            // Taken between the last look that did not see it and this one: the midpoint.
-            record_trip((probe_.last_unseen + now) / 2 - probe_.signalled);
+        virtq::DeviceQueue& tx = *queues_[static_cast<unsigned>(wire::QueueIndex::Tx)];
+        const std::optional<bool> took = tx.driver_took(probe_.used);
+        // Seen between the last look that did not see it and this one: the midpoint.
+        const Nanos seen = (probe_.last_unseen + now) / 2 - probe_.signalled;
+        if (!probe_.taken && took && *took) {
+            record_trip(trips_, notify_stats_.trip_median, seen);
+            probe_.taken = true;
+        }
+        if (probe_.taken && tx.avail_index() != probe_.avail) {
+            record_trip(writer_trips_, notify_stats_.writer_trip_median, seen);
             probe_.active = false;
         } else if (!took || now - probe_.signalled >= kTripLimit) {
             probe_.active = false;

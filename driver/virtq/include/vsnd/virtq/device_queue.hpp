@@ -70,6 +70,8 @@ public:
     // the one sign a device has that a notification arrived. nullopt without event idx.
     std::optional<bool> driver_took(std::uint16_t used) const;
     std::uint16_t used_index() const { return used_idx_; }
+    // The driver's avail index as it is in the ring now (not yet popped entries included).
+    std::uint16_t avail_index() const;
 
     // The driver broke the ring's rules (the avail index jumped by more than the queue size, or a
     // head the device holds was made available again): the queue is stopped for good.

@@ -48,8 +48,10 @@ struct NotifyTuning {
     // the driver takes it (and its position moves) about when the frame is heard; latency_bytes
     // count what is still not audible at that later instant. A fixed figure, or measured:
     Nanos lead = 0;
-    // measure the trip on the tx queue (signal -> the driver's used_event shows it was taken) and
-    // use its kLeadQuantile over the last kTripSamples trips as the lead, at most max_lead.
+    // measure the trip on the tx queue and use its kLeadQuantile over the last kTripSamples as
+    // the lead, at most max_lead. The trip ends when the driver queues its next message (the
+    // writer woke and wrote: the instant an application reads its position), or, for a driver
+    // that does not, when its used_event shows the completion was taken.
     bool measure_lead = false;
     Nanos max_lead = 2'000'000;
 };
@@ -57,7 +59,8 @@ struct NotifyTuning {
 struct NotifyStats {
     std::uint64_t renotified = 0;     // notifications sent again (see NotifyTuning)
     std::uint64_t trips_measured = 0; // tx notification trips measured, in total
-    Nanos trip_median = 0;            // of the last kTripSamples
+    Nanos trip_median = 0;            // signal -> driver took it (used_event), last kTripSamples
+    Nanos writer_trip_median = 0;     // signal -> driver queued its next message, last kTripSamples
     Nanos lead = 0;                   // in use now
 };
 
@@ -158,7 +161,7 @@ private:
     std::uint64_t audible_bytes(Stream& s, Nanos at);
     void note_notification(unsigned q, Nanos now);
     void watch_notifications(Nanos now);
-    void record_trip(Nanos trip);
+    void record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
     void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
@@ -213,11 +216,12 @@ private:
     // The tx notification being timed (measure_lead): taken between last_unseen and the next look.
     struct TripProbe {
         bool active = false;
-        std::uint16_t used = 0;
+        bool taken = false; // the driver took it; now waiting for its next message
+        std::uint16_t used = 0, avail = 0;
         Nanos signalled = 0, last_unseen = 0, next = 0;
     };
     TripProbe probe_;
-    std::deque<Nanos> trips_;
+    std::deque<Nanos> trips_, writer_trips_;
     std::uint64_t tx_notifications_ = 0;
 };
 
