@@ -25,7 +25,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 echo "== VM tests against the ASan + UBSan vsnd-host (guest side from the default build)"
 VSND_VM_HOST=$here/build/asan/host/vhost_user/vsnd-host \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --preset default -R '^vm\.' -E '^vm\.kills$'
+    ctest --preset default -R '^vm\.' -E '^vm\.(kills|stress)$'
 
 echo "== build (ThreadSanitizer) and test"
 tests/setup.sh tsan
