@@ -225,11 +225,13 @@ void SoundDevice::watch_notifications(Nanos now) {
         if (!probe_.taken && took && *took) {
             record_trip(trips_, notify_stats_.trip_median, seen);
             probe_.taken = true;
+            probe_.driver_trip = seen;
         }
         if (probe_.taken && tx.avail_index() != probe_.avail) {
-            record_trip(writer_trips_, notify_stats_.writer_trip_median, seen);
+            if (seen - probe_.driver_trip <= kWriterSlack) record_trip(writer_trips_, notify_stats_.writer_trip_median, seen);
             probe_.active = false;
-        } else if (!took || now - probe_.signalled >= kTripLimit) {
+        } else if (!took || now - probe_.signalled >= kTripLimit ||
+                   (probe_.taken && now - probe_.signalled - probe_.driver_trip > kWriterSlack)) {
             probe_.active = false;
         } else {
             probe_.last_unseen = now;

@@ -117,6 +117,10 @@ public:
     static constexpr Nanos kTripLimit = 5'000'000;
     static constexpr std::size_t kTripSamples = 32;
     static constexpr double kLeadQuantile = 0.25;
+    // A writer that queues its next message later than this after its driver took the completion
+    // did not write on the wake-up (it keeps its own schedule): its trip says nothing and is not
+    // counted, and the lead falls back to the driver's trip.
+    static constexpr Nanos kWriterSlack = 1'000'000;
 
 private:
     struct Stream;
@@ -218,7 +222,7 @@ private:
         bool active = false;
         bool taken = false; // the driver took it; now waiting for its next message
         std::uint16_t used = 0, avail = 0;
-        Nanos signalled = 0, last_unseen = 0, next = 0;
+        Nanos signalled = 0, last_unseen = 0, next = 0, driver_trip = 0;
     };
     TripProbe probe_;
     std::deque<Nanos> trips_, writer_trips_;
