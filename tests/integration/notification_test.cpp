@@ -60,6 +60,13 @@ RigOptions played_rig() {
 // Trips of 0.4-0.8 ms (uniform), like TCG's vsnd-host -> QEMU -> guest path at rest.
 constexpr Nanos kTripMin = 400'000, kTripMax = 800'000;
 
+// Interrupts `min` to `max` late (seeded), the device tuned, the driver probed.
+void start_tuned(SimRig& rig, Nanos min, Nanos max, std::uint64_t seed, const device::NotifyTuning& t) {
+    rig.link.set_interrupt_jitter(max, seed, min);
+    rig.device.set_notify_tuning(t);
+    rig.probe();
+}
+
 TEST(NotificationLead, MeasuredTripIsTakenOffAndTheDriverMeetsTheAudio) {
     // Without a lead the driver is behind by the whole trip.
     SimRig plain(played_rig());
@@ -70,11 +77,9 @@ TEST(NotificationLead, MeasuredTripIsTakenOffAndTheDriverMeetsTheAudio) {
     EXPECT_NEAR(quantile(before, 0.5), -0.6, 0.1);
 
     SimRig rig(played_rig());
-    rig.link.set_interrupt_jitter(kTripMax, 7, kTripMin);
     device::NotifyTuning t;
     t.measure_lead = true;
-    rig.device.set_notify_tuning(t);
-    rig.probe();
+    start_tuned(rig, kTripMin, kTripMax, 7, t);
     const auto after = position_errors_at_interrupts(rig, 5.0);
     ASSERT_GT(after.size(), 200u);
     const auto ns = rig.device.notify_stats();
@@ -95,11 +100,9 @@ TEST(NotificationLead, MeasuredTripIsTakenOffAndTheDriverMeetsTheAudio) {
 
 TEST(NotificationLead, FixedLeadAndLatencyBytesStayConsistent) {
     SimRig rig(played_rig());
-    rig.link.set_interrupt_jitter(kTripMax, 3, kTripMin);
     device::NotifyTuning t;
     t.lead = 500'000;
-    rig.device.set_notify_tuning(t);
-    rig.probe();
+    start_tuned(rig, kTripMin, kTripMax, 3, t);
     const auto err = position_errors_at_interrupts(rig, 2.0);
     ASSERT_GT(err.size(), 50u);
     EXPECT_EQ(rig.device.notify_stats().lead, 500'000);
@@ -169,11 +172,9 @@ TEST(Renotify, ALostInterruptCostsTenMillisecondsWithIt) {
 // A driver that takes its completions late but takes them is never notified twice.
 TEST(Renotify, ASlowDriverThatAnswersIsNotNotifiedAgain) {
     SimRig rig(played_rig());
-    rig.link.set_interrupt_jitter(8'000'000, 5, 4'000'000);
     device::NotifyTuning t;
     t.renotify_after = 10'000'000;
-    rig.device.set_notify_tuning(t);
-    rig.probe();
+    start_tuned(rig, 4'000'000, 8'000'000, 5, t);
     const auto err = position_errors_at_interrupts(rig, 2.0);
     EXPECT_GT(err.size(), 50u);
     EXPECT_EQ(rig.device.notify_stats().renotified, 0u);
