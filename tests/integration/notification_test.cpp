@@ -113,6 +113,59 @@ TEST(NotificationLead, FixedLeadAndLatencyBytesStayConsistent) {
     EXPECT_EQ(rig.device.stats(0).last_latency_bytes, 0u);
 }
 
+// Plays `frames` with a fixed 2 ms lead and interrupts that arrive at once (so the driver sees
+// each completion 2 ms before its last frame is heard), then stops and releases at once, as
+// Linux does after a drain. Returns what the card played.
+std::shared_ptr<const backends::PlaybackRecord> play_and_stop_early(SimRig& rig, std::uint64_t frames, bool pause_midway) {
+    device::NotifyTuning t;
+    t.lead = 2'000'000;
+    rig.device.set_notify_tuning(t);
+    rig.probe();
+    auto& s = rig.driver.stream(0);
+    EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 960, 4, 0}));
+    EXPECT_TRUE(s.prepare());
+    std::vector<std::uint8_t> buf(s.period_bytes());
+    std::uint64_t written = 0;
+    bool started = false, paused = false;
+    while (written < frames || s.in_flight()) {
+        if (written < frames && s.writable_bytes() >= buf.size()) {
+            written += s.write(buf) / s.frame_bytes();
+            continue;
+        }
+        if (!started) { EXPECT_TRUE(s.start()); started = true; }
+        const std::uint64_t seen = s.periods_completed();
+        if (!rig.driver.wait(kNanosPerSecond)) {
+            ADD_FAILURE() << "stalled at " << s.frames_completed() << " of " << frames << " frames";
+            break;
+        }
+        if (pause_midway && !paused && s.periods_completed() != seen && s.frames_completed() >= frames / 2) {
+            // A pause right on a completion (Linux: STOP, later START); the frames the driver
+            // counts as played must be heard before the card stops.
+            paused = true;
+            EXPECT_TRUE(s.stop());
+            rig.clock.advance_by(500'000); // back before the completed frames have all played
+            EXPECT_TRUE(s.start());
+        }
+    }
+    EXPECT_TRUE(s.stop());
+    EXPECT_TRUE(s.release());
+    EXPECT_EQ(rig.device.notify_stats().lead, 2'000'000);
+    return rig.card.record(0);
+}
+
+TEST(NotificationLead, AStopRightAfterTheLastCompletionLosesNoFrame) {
+    SimRig rig(played_rig());
+    EXPECT_EQ(play_and_stop_early(rig, 48000, false)->frames, 48000u);
+}
+
+TEST(NotificationLead, APauseShorterThanTheLeadLeavesNoGap) {
+    // To the driver those frames had played before the pause: the card plays on through it.
+    SimRig rig(played_rig());
+    const auto rec = play_and_stop_early(rig, 48000, true);
+    EXPECT_EQ(rec->frames, 48000u);
+    EXPECT_EQ(rec->runs.size(), 1u);
+}
+
 // A notification lost between the device and the driver (seen once under overload with QEMU's
 // vhost-user-snd-pci on a shared legacy interrupt line): with event idx the device then never
 // signals again, because the driver never re-arms used_event. Linux's driver then waits for good

@@ -63,6 +63,10 @@ struct SoundDevice::Stream {
     std::uint64_t queued = 0;  // bytes of all messages accepted since PREPARE
     std::uint64_t moved = 0;   // bytes handed to (tx) or taken from (rx) the backend
     bool opening = false;      // `backend` is still opening; its PREPARE is not answered yet
+    std::uint64_t completed = 0; // tx: bytes of the messages completed since PREPARE (played, to the driver)
+    // tx: STOP was answered while completed bytes were still to be heard (the lead): the backend
+    // runs on, taking nothing new, until they have played (finish_stop()), at the latest then.
+    std::optional<Nanos> stopping;
     StreamStats stats;
     std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
     bool touched = false;      // listed in touched_
@@ -358,37 +362,61 @@ void SoundDevice::answer_control(const virtq::Chain& chain, Status status, std::
 }
 
 // Device loop, from process(): answers a PREPARE whose backend has finished opening (or failed,
-// or timed out), then serves the control requests that waited behind it.
-void SoundDevice::settle_prepare() {
+// or timed out), or handles again a request that waited for its stream to stop; then serves the
+// control requests that waited behind it.
+void SoundDevice::settle_deferred() {
     if (!deferred_) return;
     Stream& s = *streams_[deferred_->stream_id];
-    const OpenState st = s.backend->open_state();
-    Status status = Status::Ok;
-    if (st.kind == OpenState::Opening && clock_.now() < deferred_->deadline) {
-        deferred_->next_look = clock_.now() + kOpenPoll;
-        return;
-    }
-    if (st.kind == OpenState::Ready) {
-        s.state = PcmState::Prepared;
-        s.stats.state = s.state;
+    if (deferred_->until_stopped) {
+        if (s.stopping && !finish_stop(s, false)) return;
+        DeferredRequest again = std::move(*deferred_);
+        deferred_.reset();
+        handle_control(again.chain); // may defer once more: a PREPARE whose backend opens slowly
     } else {
-        log(fmt::format("stream {}: backend {} cannot open: {}", s.id, backend_.name(),
-                        st.kind == OpenState::Failed ? st.error
-                                                     : fmt::format("still opening after {} ms", kOpenTimeout / 1'000'000)));
-        s.backend.reset();
-        fail_prepare(s);
-        status = Status::IoErr;
+        const OpenState st = s.backend->open_state();
+        Status status = Status::Ok;
+        if (st.kind == OpenState::Opening && clock_.now() < deferred_->deadline) {
+            deferred_->next_look = clock_.now() + kOpenPoll;
+            return;
+        }
+        if (st.kind == OpenState::Ready) {
+            s.state = PcmState::Prepared;
+            s.stats.state = s.state;
+        } else {
+            log(fmt::format("stream {}: backend {} cannot open: {}", s.id, backend_.name(),
+                            st.kind == OpenState::Failed ? st.error
+                                                         : fmt::format("still opening after {} ms", kOpenTimeout / 1'000'000)));
+            s.backend.reset();
+            fail_prepare(s);
+            status = Status::IoErr;
+        }
+        s.opening = false;
+        touch(s);
+        const DeferredRequest done = std::move(*deferred_);
+        deferred_.reset();
+        answer_control(done.chain, status, wire::wire_size<wire::StatusHeader>);
+        // The requests queued behind it have waited too: a PREPARE among them gets only what is
+        // left of the open timeout, counted from when the queue stalled (the guest's clock runs
+        // for them).
+        stall_began_ = done.stall_began;
     }
-    s.opening = false;
-    touch(s);
-    const DeferredPrepare done = std::move(*deferred_);
-    deferred_.reset();
-    answer_control(done.chain, status, wire::wire_size<wire::StatusHeader>);
-    // The requests queued behind it have waited too: a PREPARE among them gets only what is left
-    // of the open timeout, counted from when the queue stalled (the guest's clock runs for them).
-    stall_began_ = done.stall_began;
+    if (deferred_) return;
     drain_queue(wire::QueueIndex::Control);
     stall_began_.reset();
+}
+
+// Device loop: stops the backend of a stream that answered STOP early, once the frames the
+// driver has seen completed are audible (or the backend no longer plays, or `force`, or the
+// limit has passed). Says whether the stream is stopped now.
+bool SoundDevice::finish_stop(Stream& s, bool force) {
+    if (!s.stopping) return true;
+    const Position pos = s.backend->position();
+    if (!force && pos.running && clock_.now() < *s.stopping + kStopPlayOutLimit &&
+        audible_bytes(s, clock_.now()) < s.completed)
+        return false;
+    s.stopping.reset();
+    s.backend->stop();
+    return true;
 }
 
 // A PREPARE that failed leaves the stream without a backend: back to "parameters set", so that
@@ -484,6 +512,17 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
         log(fmt::format("control: {} not valid for stream {} in state {}", wire::name(code), stream_id, name(s.state)));
         return Status::BadMsg;
     }
+    if (s.stopping && code != Code::PcmStart) {
+        // Closing the backend now would drop frames the driver was told are played: the request
+        // waits until they are (at most the lead, bounded by kStopPlayOutLimit).
+        if (!finish_stop(s, false)) {
+            deferred = true;
+            const Nanos now = clock_.now();
+            deferred_ = DeferredRequest{{}, stream_id, *s.stopping + kStopPlayOutLimit, now + kOpenPoll,
+                                        stall_began_.value_or(now), true};
+            return Status::Ok;
+        }
+    }
 
     switch (code) {
     case Code::PcmSetParams: {
@@ -522,15 +561,15 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
                 woken->mark(id);
                 wake();
             });
-        s.queued = s.moved = 0;
+        s.queued = s.moved = s.completed = 0;
         s.stats.xruns = 0;
         if (s.backend->open_state().kind != OpenState::Ready) {
-            // Answered by settle_prepare(); the stream takes no I/O until then.
+            // Answered by settle_deferred(); the stream takes no I/O until then.
             s.opening = true;
             deferred = true;
             const Nanos now = clock_.now();
             const Nanos began = stall_began_.value_or(now);
-            deferred_ = DeferredPrepare{{}, stream_id, began + kOpenTimeout, now + kOpenPoll, began};
+            deferred_ = DeferredRequest{{}, stream_id, began + kOpenTimeout, now + kOpenPoll, began};
             return Status::Ok;
         }
         break;
@@ -538,8 +577,17 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
     case Code::PcmStart:
     case Code::PcmStop:
         if (!s.backend) return Status::IoErr; // defensive: every path that drops it leaves Prepared
-        if (code == Code::PcmStart) s.backend->start();
-        else s.backend->stop();
+        if (code == Code::PcmStart) {
+            // A START while the last STOP's frames still play: the backend never stopped.
+            if (s.stopping) s.stopping.reset();
+            else s.backend->start();
+        } else if (s.cfg.direction == wire::Direction::Output && policy_ == CompletionPolicy::Played &&
+                   audible_bytes(s, clock_.now()) < s.completed) {
+            // With a lead, completed frames may not be audible yet: they play before it stops.
+            s.stopping = clock_.now();
+        } else {
+            s.backend->stop();
+        }
         break;
     case Code::PcmRelease:
         // The spec: every pending I/O message completes before the RELEASE reply.
@@ -553,6 +601,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
 }
 
 void SoundDevice::close_backend(Stream& s) {
+    s.stopping.reset();
     flush_stream(s);
     s.backend.reset();
 }
@@ -706,6 +755,7 @@ void SoundDevice::pump_output(Stream& s) {
         // latency_bytes: completed bytes not yet audible. Linux sets runtime->delay to it and adds
         // the bytes it has not seen completed, so later messages must not be counted here.
         complete_io(s, wire::QueueIndex::Tx, io, Status::Ok, clamp_u32(end - std::min(end, audible)));
+        s.completed = end;
         s.pending.pop_front();
     }
 }
@@ -746,6 +796,17 @@ std::optional<Nanos> SoundDevice::stream_deadline(Stream& s) {
     auto consider = [&](Nanos t) {
         if (!next || t < *next) next = t;
     };
+    // An audible-at instant, from the backend's position (which may lie on either side of it).
+    auto when_audible = [&](const Position& pos, std::uint64_t bytes) {
+        const std::uint64_t frames = bytes / s.format.frame_bytes();
+        const __int128 ahead = static_cast<__int128>(frames) - static_cast<__int128>(pos.frames);
+        return pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate)));
+    };
+    if (s.stopping) {
+        const Position pos = s.backend->position();
+        consider(pos.running ? std::min(when_audible(pos, s.completed), *s.stopping + kStopPlayOutLimit) : clock_.now());
+        return next;
+    }
     // Asking the backend may itself have moved it on (a late wake-up finds the FIFO dry): if
     // data can move right now, the device must not sleep. A paced card frees room
     // continuously, so only room for a period (or all that is left) is worth waking for.
@@ -763,10 +824,8 @@ std::optional<Nanos> SoundDevice::stream_deadline(Stream& s) {
     if (io.done != io.payload) return next;
     const Position pos = s.backend->position();
     if (!pos.running) return next;
-    // The instant the message's last frame becomes audible; `pos` may lie on either side of it.
-    const std::uint64_t end_frames = (io.start + io.payload) / s.format.frame_bytes();
-    const __int128 ahead = static_cast<__int128>(end_frames) - static_cast<__int128>(pos.frames);
-    consider(pos.when + static_cast<Nanos>(div_ceil(ahead * kMicroHzSecond, rate_micro_hz(pos, s.format.rate))) - lead_);
+    // The instant the message's last frame becomes audible, less the lead.
+    consider(when_audible(pos, io.start + io.payload) - lead_);
     return next;
 }
 
@@ -804,7 +863,9 @@ void SoundDevice::update_io_kicks() {
 }
 
 void SoundDevice::service(Stream& s) {
-    if (s.backend && !s.opening) {
+    if (s.backend && !s.opening && s.stopping) {
+        finish_stop(s, false); // until then it takes nothing new: it is stopped, to the driver
+    } else if (s.backend && !s.opening) {
         if (s.cfg.direction == wire::Direction::Output)
             pump_output(s);
         else
@@ -827,7 +888,7 @@ void SoundDevice::process() {
         if (q == static_cast<unsigned>(wire::QueueIndex::Event)) deliver_events();
         else drain_queue(static_cast<wire::QueueIndex>(q));
     }
-    settle_prepare();
+    settle_deferred();
     const Nanos now = clock_.now();
     while (!due_.empty() && due_.begin()->first <= now) {
         Stream& s = *streams_[due_.begin()->second];
@@ -862,7 +923,9 @@ std::optional<Nanos> SoundDevice::next_deadline() {
     for (const Unanswered& u : unanswered_)
         if (u.active) consider(u.signalled + tuning_.renotify_after);
     if (deferred_) {
-        // The backend wakes the loop when its open finishes; without a waker, look every ms.
+        // The backend wakes the loop when its open finishes; without a waker, look every ms. A
+        // request waiting for a stop is looked at when its stream has stopped.
+        if (deferred_->until_stopped && !streams_[deferred_->stream_id]->stopping) consider(clock_.now());
         consider(deferred_->deadline);
         if (!waker_) consider(deferred_->next_look);
     }

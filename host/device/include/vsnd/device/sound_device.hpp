@@ -121,25 +121,31 @@ public:
     // did not write on the wake-up (it keeps its own schedule): its trip says nothing and is not
     // counted, and the lead falls back to the driver's trip.
     static constexpr Nanos kWriterSlack = 1'000'000;
+    // A STOP with completed frames still to play (the lead) stops the backend when they have
+    // played; past this long after the STOP it stops whatever the backend's position says.
+    static constexpr Nanos kStopPlayOutLimit = 20'000'000;
 
 private:
     struct Stream;
     struct PendingIo;
     struct WokenStreams;
-    // A PREPARE whose backend stream is still opening: its reply waits, and so does every later
-    // control request (they are answered in order).
-    struct DeferredPrepare {
+    // A control request whose reply waits, and so does every later one (they are answered in
+    // order): a PREPARE whose backend stream is still opening, or a request that would close a
+    // stream still playing out what the driver was told is played (see finish_stop()).
+    struct DeferredRequest {
         virtq::Chain chain;
         std::uint32_t stream_id;
         Nanos deadline;
         Nanos next_look;   // without a waker the device looks every kOpenPoll
         Nanos stall_began; // when the control queue stopped moving (deadline = this + timeout)
+        bool until_stopped = false; // handled again from the start once the stream has stopped
     };
     static constexpr Nanos kOpenPoll = 1'000'000;
 
     void handle_control(virtq::Chain& chain);
     void answer_control(const virtq::Chain& chain, wire::Status status, std::size_t written);
-    void settle_prepare();
+    void settle_deferred();
+    bool finish_stop(Stream& s, bool force);
     void fail_prepare(Stream& s);
     void handle_tx(virtq::Chain& chain);
     void handle_rx(virtq::Chain& chain);
@@ -194,7 +200,7 @@ private:
     void update_io_kicks();
     std::vector<bool> jack_connected_;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> jack_remap_;
-    std::optional<DeferredPrepare> deferred_;
+    std::optional<DeferredRequest> deferred_;
     std::array<bool, wire::kQueueCount> rescan_{}; // a drain pass stopped at the queue size
     static constexpr std::size_t kGatherBytes = 1024;
     std::array<std::uint8_t, 4 * kGatherBytes> gather_{};
