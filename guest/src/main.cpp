@@ -47,6 +47,9 @@ struct Options {
     std::string log_path;
     std::optional<std::uint64_t> pause_at;
     unsigned pause_ms = 500;
+    std::optional<std::uint64_t> underrun_at;  // stop writing here until the ring has run dry
+    std::optional<std::uint64_t> restart_at;   // drain here, then prepare and start again
+    unsigned gap_ms = 300;                     // silence of the underrun (after the ring ran dry) and restart
     unsigned cycles = 0;
     std::string host_clock;        // "" = none, "auto" = ivshmem device, or a path
     unsigned poll_status_us = 0;   // 0 = no status poller
@@ -303,18 +306,21 @@ void play(const Options& o, EventLog& log, bool with_pause) {
             p.reset();
         }
     } guard{poller, log};
+    std::uint64_t filled_from = 0;  // written when the stream was last prepared
+    bool underrun_done = !o.underrun_at, restart_done = !o.restart_at;
+    std::uint64_t gaps_ms = 0;      // time the stream stood still on purpose
     while (written < total) {
         const auto n = static_cast<snd_pcm_uframes_t>(std::min<std::uint64_t>(pcm.period(), total - written));
         pcm.write(data.data() + written * fb, n);
         written += n;
         log.add("period", index++, written, pcm.delay());
         // Pre-fill the whole buffer, then start explicitly so the start time is known.
-        if (!started && (written >= pcm.buffer() || written == total)) {
+        if (!started && (written - filled_from >= pcm.buffer() || written == total)) {
             pcm.start();
             log.add("start", index, written, pcm.delay());
-            start_ns = log.last_ns();
+            if (start_ns == 0) start_ns = log.last_ns();
             started = true;
-            if (o.poll_status_us) poller = std::make_unique<StatusPoller>(pcm, o.poll_status_us);
+            if (o.poll_status_us && !poller) poller = std::make_unique<StatusPoller>(pcm, o.poll_status_us);
         }
         if (started && !paused_once && written >= pause_at) {
             pcm.pause(true);
@@ -324,6 +330,34 @@ void play(const Options& o, EventLog& log, bool with_pause) {
             pcm.pause(false);
             log.add("resume", index, written, pcm.delay());
             paused_once = true;
+            gaps_ms += o.pause_ms;
+        }
+        if (started && !underrun_done && written >= *o.underrun_at && written < total) {
+            // A writer that falls behind: the ring runs dry (XRUN), then it recovers as
+            // applications do, with snd_pcm_prepare, a refill and a start.
+            underrun_done = true;
+            const std::uint64_t dry_ms = pcm.buffer() * 1000 / fmt.rate + 1;
+            std::this_thread::sleep_for(std::chrono::milliseconds(dry_ms + o.gap_ms));
+            const PcmStatus st = pcm.status();
+            if (st.state != SND_PCM_STATE_XRUN)
+                throw AlsaError(o.device + ": no underrun after " + std::to_string(dry_ms + o.gap_ms) + " ms without writing");
+            log.add("underrun", index, written, std::nullopt);
+            pcm.prepare();
+            started = false;
+            filled_from = written;
+            gaps_ms += o.gap_ms;
+        }
+        if (started && !restart_done && written >= *o.restart_at && written < total) {
+            // Stop and start: drain what is queued, stand still, prepare and start again.
+            restart_done = true;
+            pcm.drain();
+            log.add("restart_drained", index, written, std::nullopt);
+            std::this_thread::sleep_for(std::chrono::milliseconds(o.gap_ms));
+            pcm.prepare();
+            log.add("restart", index, written, pcm.delay());
+            started = false;
+            filled_from = written;
+            gaps_ms += o.gap_ms;
         }
     }
     log.add("drain_call", index, written, pcm.delay());
@@ -348,9 +382,9 @@ void play(const Options& o, EventLog& log, bool with_pause) {
     }
     pcm.close();
 
-    const double expected = static_cast<double>(total) / fmt.rate + (with_pause ? o.pause_ms / 1000.0 : 0.0);
+    const double expected = static_cast<double>(total) / fmt.rate + static_cast<double>(gaps_ms) / 1000.0;
     std::printf("%s: start->drain_return %.3f s (signal %.3f s%s)\n", mode, seconds_between(start_ns, drain_ns),
-                expected, with_pause ? " incl. pause" : "");
+                expected, gaps_ms ? " incl. pauses and gaps" : "");
     std::fputs(poll_note.c_str(), stdout);
     if (!o.wav_out.empty()) write_wav(o.wav_out, fmt, data);
 }
@@ -553,6 +587,14 @@ int main(int argc, char** argv) {
     playback_options(pause_cmd);
     pause_cmd->add_option("--pause-at", o.pause_at, "pause after this many frames were written (default: half)");
     pause_cmd->add_option("--pause-ms", o.pause_ms, "pause duration")->capture_default_str();
+    for (auto* sc : {play_cmd, pause_cmd}) {
+        sc->add_option("--underrun-at", o.underrun_at,
+                       "after this many frames were written, stop writing until the ring has run dry and --gap-ms "
+                       "more, then snd_pcm_prepare, refill and start (it checks the stream did reach XRUN)");
+        sc->add_option("--restart-at", o.restart_at,
+                       "after this many frames were written, snd_pcm_drain, wait --gap-ms, prepare, refill and start");
+        sc->add_option("--gap-ms", o.gap_ms, "silence of --underrun-at and --restart-at")->capture_default_str();
+    }
     for (auto* sc : {play_cmd, pause_cmd})
         sc->add_option("--poll-status-us", o.poll_status_us,
                        "from the start to the drain's return, poll snd_pcm_status every N us in a second thread "

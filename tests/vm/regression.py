@@ -111,8 +111,10 @@ def case_capture(env):
 
 
 def case_pause(env):
-    """Pause/resume in the middle (messages in flight) loses nothing."""
-    env.run_vm(agent_play("--seconds 2 --pause-ms 300", "/mnt/share/ref.wav", mode="pause"))
+    """A pause/resume (messages in flight), a forced underrun (recovered by prepare, refill and
+    start) and a drain + start again lose nothing and add nothing."""
+    env.run_vm(agent_play("--seconds 2 --pause-at 24000 --pause-ms 300 --underrun-at 48000 --restart-at 72000 "
+                          "--gap-ms 200", "/mnt/share/ref.wav", mode="pause"))
     print("pause: " + env.compare(os.path.join(env.share, "ref.wav"), os.path.join(env.out, "stream-0.wav")))
 
 

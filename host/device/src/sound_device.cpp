@@ -154,7 +154,8 @@ void SoundDevice::reset() {
         s->opening = false;
         s->state = PcmState::Initial;
         s->params.reset();
-        s->queued = s->moved = 0;
+        s->queued = s->moved = s->completed = 0;
+        s->stopping.reset();
         s->stats.state = PcmState::Initial;
     }
     events_.clear();
@@ -368,7 +369,7 @@ void SoundDevice::settle_deferred() {
     if (!deferred_) return;
     Stream& s = *streams_[deferred_->stream_id];
     if (deferred_->until_stopped) {
-        if (s.stopping && !finish_stop(s, false)) return;
+        if (s.stopping && !finish_stop(s)) return;
         DeferredRequest again = std::move(*deferred_);
         deferred_.reset();
         handle_control(again.chain); // may defer once more: a PREPARE whose backend opens slowly
@@ -406,12 +407,12 @@ void SoundDevice::settle_deferred() {
 }
 
 // Device loop: stops the backend of a stream that answered STOP early, once the frames the
-// driver has seen completed are audible (or the backend no longer plays, or `force`, or the
+// driver has seen completed are audible (or the backend no longer plays, or the
 // limit has passed). Says whether the stream is stopped now.
-bool SoundDevice::finish_stop(Stream& s, bool force) {
+bool SoundDevice::finish_stop(Stream& s) {
     if (!s.stopping) return true;
     const Position pos = s.backend->position();
-    if (!force && pos.running && clock_.now() < *s.stopping + kStopPlayOutLimit &&
+    if (pos.running && clock_.now() < *s.stopping + kStopPlayOutLimit &&
         audible_bytes(s, clock_.now()) < s.completed)
         return false;
     s.stopping.reset();
@@ -515,7 +516,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
     if (s.stopping && code != Code::PcmStart) {
         // Closing the backend now would drop frames the driver was told are played: the request
         // waits until they are (at most the lead, bounded by kStopPlayOutLimit).
-        if (!finish_stop(s, false)) {
+        if (!finish_stop(s)) {
             deferred = true;
             const Nanos now = clock_.now();
             deferred_ = DeferredRequest{{}, stream_id, *s.stopping + kStopPlayOutLimit, now + kOpenPoll,
@@ -562,6 +563,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
                 wake();
             });
         s.queued = s.moved = s.completed = 0;
+        s.stopping.reset();
         s.stats.xruns = 0;
         if (s.backend->open_state().kind != OpenState::Ready) {
             // Answered by settle_deferred(); the stream takes no I/O until then.
@@ -864,7 +866,7 @@ void SoundDevice::update_io_kicks() {
 
 void SoundDevice::service(Stream& s) {
     if (s.backend && !s.opening && s.stopping) {
-        finish_stop(s, false); // until then it takes nothing new: it is stopped, to the driver
+        finish_stop(s); // until then it takes nothing new: it is stopped, to the driver
     } else if (s.backend && !s.opening) {
         if (s.cfg.direction == wire::Direction::Output)
             pump_output(s);

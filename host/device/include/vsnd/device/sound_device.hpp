@@ -145,7 +145,7 @@ private:
     void handle_control(virtq::Chain& chain);
     void answer_control(const virtq::Chain& chain, wire::Status status, std::size_t written);
     void settle_deferred();
-    bool finish_stop(Stream& s, bool force);
+    bool finish_stop(Stream& s);
     void fail_prepare(Stream& s);
     void handle_tx(virtq::Chain& chain);
     void handle_rx(virtq::Chain& chain);
