@@ -166,6 +166,79 @@ TEST(NotificationLead, APauseShorterThanTheLeadLeavesNoGap) {
     EXPECT_EQ(rec->runs.size(), 1u);
 }
 
+// Plays `cycles` short runs with the measured lead, each ended as Linux ends a drain: the driver
+// stops as soon as it sees the last completion, and the drain returns with the STOP's reply. Returns,
+// per run, when the drain returned minus when the last frame was heard (ms), and checks that every
+// frame played and that the last completion's latency_bytes kept the position true.
+std::vector<double> drains(SimRig& rig, unsigned cycles, const device::NotifyTuning& t) {
+    start_tuned(rig, kTripMin, kTripMax, 11, t);
+    auto& s = rig.driver.stream(0);
+    std::vector<std::uint8_t> buf;
+    std::vector<double> late;
+    for (unsigned c = 0; c < cycles; ++c) {
+        EXPECT_TRUE(s.set_params({wire::PcmFormat::S16, 48000, 2, 960, 4, 0}));
+        EXPECT_TRUE(s.prepare());
+        buf.assign(s.period_bytes(), 0);
+        const std::uint64_t frames = 48000 / 2;
+        std::uint64_t written = 0;
+        bool started = false;
+        while (written < frames || s.in_flight()) {
+            if (written < frames && s.writable_bytes() >= buf.size()) {
+                written += s.write(buf) / s.frame_bytes();
+                continue;
+            }
+            if (!started) { EXPECT_TRUE(s.start()); started = true; }
+            if (!rig.driver.wait(kNanosPerSecond)) {
+                ADD_FAILURE() << "stalled at " << s.frames_completed() << " of " << frames << " frames";
+                return late;
+            }
+        }
+        // The position the driver reports at its last completion, judged once the card has played it.
+        const double believed = static_cast<double>(s.frames_completed()) - s.last_latency_bytes() / 4.0;
+        const Nanos seen = rig.clock.now();
+        EXPECT_TRUE(s.stop());
+        const Nanos returned = rig.clock.now();
+        EXPECT_TRUE(s.release()); // waits for the frames still playing (the STOP's play-out)
+        const auto rec = rig.card.record(0);
+        EXPECT_EQ(rec->frames, frames) << "cycle " << c;
+        EXPECT_LE(believed - rec->frames_audible_at(seen), 0.15 * 48) << "cycle " << c << ": ahead of the card";
+        const auto last = rec->audible_time(rec->frames - 1);
+        if (!last) { ADD_FAILURE() << "nothing played"; return late; }
+        late.push_back((static_cast<double>(returned) - (*last + 1e9 / 48000)) / 1e6);
+    }
+    return late;
+}
+
+TEST(NotificationLead, ADrainReturnsWhenTheLastFrameIsHeard) {
+    SimRig rig(played_rig());
+    device::NotifyTuning t;
+    t.measure_lead = true;
+    const auto late = drains(rig, 6, t);
+    ASSERT_EQ(late.size(), 6u);
+    const auto ns = rig.device.notify_stats();
+    for (double l : late) std::printf("drain returned %+.3f ms after the last frame\n", l);
+    std::printf("lead %.3f ms, drain lead %.3f ms (STOP trip median %.3f ms, %llu measured)\n", ns.lead / 1e6,
+                ns.drain_lead / 1e6, ns.stop_trip_median / 1e6, static_cast<unsigned long long>(ns.stop_trips_measured));
+    EXPECT_EQ(ns.stop_trips_measured, 6u);
+    // The STOP's trip is one interrupt trip here (0.4-0.8 ms, uniform): its median 0.6 ms.
+    EXPECT_NEAR(ns.stop_trip_median / 1e6, 0.6, 0.15);
+    EXPECT_EQ(ns.drain_lead, ns.stop_trip_median);
+    // Once measured, the drain returns when the audio ends, give or take how two trips vary.
+    for (std::size_t i = device::SoundDevice::kDrainSamplesNeeded; i < late.size(); ++i) EXPECT_NEAR(late[i], 0.0, 0.45) << i;
+}
+
+TEST(NotificationLead, WithoutTheDrainLeadADrainReturnsATripLate) {
+    // A fixed lead is not measured and has no drain lead: the drain returns late by the STOP's
+    // round trip less the lead (0.6 + 0.6 - 0.5 ms on average here).
+    SimRig rig(played_rig());
+    device::NotifyTuning t;
+    t.lead = 500'000;
+    const auto late = drains(rig, 4, t);
+    ASSERT_EQ(late.size(), 4u);
+    EXPECT_EQ(rig.device.notify_stats().drain_lead, 0);
+    for (double l : late) EXPECT_GT(l, 0.2);
+}
+
 // A notification lost between the device and the driver (seen once under overload with QEMU's
 // vhost-user-snd-pci on a shared legacy interrupt line): with event idx the device then never
 // signals again, because the driver never re-arms used_event. Linux's driver then waits for good

@@ -67,6 +67,9 @@ struct SoundDevice::Stream {
     // tx: STOP was answered while completed bytes were still to be heard (the lead): the backend
     // runs on, taking nothing new, until they have played (finish_stop()), at the latest then.
     std::optional<Nanos> stopping;
+    // tx: when the device completed the last message the driver had queued, while started (a
+    // drain may be ending: a STOP that follows times the drain lead's trip).
+    std::optional<Nanos> ran_dry_at;
     StreamStats stats;
     std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
     bool touched = false;      // listed in touched_
@@ -156,6 +159,7 @@ void SoundDevice::reset() {
         s->params.reset();
         s->queued = s->moved = s->completed = 0;
         s->stopping.reset();
+        s->ran_dry_at.reset();
         s->stats.state = PcmState::Initial;
     }
     events_.clear();
@@ -189,7 +193,29 @@ void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
     notify_stats_.lead = lead_;
     trips_.clear();
     writer_trips_.clear();
+    stop_trips_.clear();
+    notify_stats_.drain_lead = drain_lead();
     probe_ = {};
+}
+
+// On top of lead_, for the last message the driver has queued: a drain returns a STOP round trip
+// after the driver sees its last completion, so that completion goes out one STOP trip earlier
+// (measured; until then the writer's trip, the same path: an interrupt, then a request).
+Nanos SoundDevice::drain_lead() const {
+    if (!tuning_.measure_lead || policy_ != CompletionPolicy::Played) return 0;
+    if (stop_trips_.size() < kDrainSamplesNeeded) return lead_;
+    return std::min(notify_stats_.stop_trip_median, tuning_.max_lead);
+}
+
+// A STOP came `trip` after the device completed the last message queued on its stream.
+void SoundDevice::record_stop_trip(Nanos trip) {
+    stop_trips_.push_back(std::max<Nanos>(trip, 0));
+    if (stop_trips_.size() > kDrainSamples) stop_trips_.pop_front();
+    ++notify_stats_.stop_trips_measured;
+    std::vector<Nanos> sorted(stop_trips_.begin(), stop_trips_.end());
+    std::sort(sorted.begin(), sorted.end());
+    notify_stats_.stop_trip_median = sorted[sorted.size() / 2];
+    notify_stats_.drain_lead = drain_lead();
 }
 
 // A notification just went out on queue q: watch that the driver takes it, and time its trip.
@@ -217,6 +243,7 @@ void SoundDevice::record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip
     const auto at = static_cast<std::size_t>(kLeadQuantile * static_cast<double>(sorted.size() - 1));
     lead_ = std::min(sorted[at], tuning_.max_lead);
     notify_stats_.lead = lead_;
+    notify_stats_.drain_lead = drain_lead();
 }
 
 // Called at every wake-up: notifications the driver took, the trip being timed, and the ones it
@@ -564,6 +591,7 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
             });
         s.queued = s.moved = s.completed = 0;
         s.stopping.reset();
+        s.ran_dry_at.reset();
         s.stats.xruns = 0;
         if (s.backend->open_state().kind != OpenState::Ready) {
             // Answered by settle_deferred(); the stream takes no I/O until then.
@@ -579,6 +607,10 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
     case Code::PcmStart:
     case Code::PcmStop:
         if (!s.backend) return Status::IoErr; // defensive: every path that drops it leaves Prepared
+        // A STOP right after the last completion, as a drain's: time its trip.
+        if (code == Code::PcmStop && s.ran_dry_at && tuning_.measure_lead && clock_.now() - *s.ran_dry_at <= kTripLimit)
+            record_stop_trip(clock_.now() - *s.ran_dry_at);
+        s.ran_dry_at.reset();
         if (code == Code::PcmStart) {
             // A START while the last STOP's frames still play: the backend never stopped.
             if (s.stopping) s.stopping.reset();
@@ -658,6 +690,7 @@ void SoundDevice::handle_tx(virtq::Chain& chain) {
     }
     s->pending.push_back({std::move(chain), s->queued, static_cast<std::uint32_t>(payload), 0});
     s->queued += payload;
+    s->ran_dry_at.reset();
     s->stats.bytes_received += payload;
     touch(*s);
 }
@@ -746,11 +779,16 @@ void SoundDevice::pump_output(Stream& s) {
     if (s.pending.empty() || s.pending.front().done != s.pending.front().payload) return;
 
     // As the driver will see it: lead_ after the completion is signalled (0 unless tuned).
-    const std::uint64_t audible = audible_bytes(s, clock_.now() + lead_);
+    const Nanos now = clock_.now();
+    const std::uint64_t audible = audible_bytes(s, now + lead_);
     while (!s.pending.empty() && s.pending.front().done == s.pending.front().payload) {
         auto& io = s.pending.front();
         const std::uint64_t end = io.start + io.payload;
-        if (policy_ == CompletionPolicy::Played && end > audible) break;
+        // The last message queued goes out earlier by the drain lead; latency_bytes still say
+        // what is not audible when the driver sees it.
+        if (policy_ == CompletionPolicy::Played && end > audible &&
+            (end != s.queued || end > audible_bytes(s, now + lead_ + drain_lead())))
+            break;
         // On hand-off, complete only while running: Linux ignores latency_bytes until START and
         // while paused, so a pre-fill completion would move its position ahead of the audio.
         if (policy_ == CompletionPolicy::Consumed && s.state != PcmState::Started) break;
@@ -759,6 +797,7 @@ void SoundDevice::pump_output(Stream& s) {
         complete_io(s, wire::QueueIndex::Tx, io, Status::Ok, clamp_u32(end - std::min(end, audible)));
         s.completed = end;
         s.pending.pop_front();
+        if (s.pending.empty() && s.state == PcmState::Started) s.ran_dry_at = now;
     }
 }
 
@@ -826,8 +865,10 @@ std::optional<Nanos> SoundDevice::stream_deadline(Stream& s) {
     if (io.done != io.payload) return next;
     const Position pos = s.backend->position();
     if (!pos.running) return next;
-    // The instant the message's last frame becomes audible, less the lead.
-    consider(when_audible(pos, io.start + io.payload) - lead_);
+    // The instant the message's last frame becomes audible, less the lead (and the drain lead
+    // for the last message queued).
+    const bool last = io.start + io.payload == s.queued;
+    consider(when_audible(pos, io.start + io.payload) - lead_ - (last ? drain_lead() : 0));
     return next;
 }
 

@@ -52,6 +52,11 @@ struct NotifyTuning {
     // the lead, at most max_lead. The trip ends when the driver queues its next message (the
     // writer woke and wrote: the instant an application reads its position), or, for a driver
     // that does not, when its used_event shows the completion was taken.
+    // Measuring also sets the drain lead: the last message queued (a drain's end, or a writer
+    // about to run dry) completes earlier still, by the median trip from its signal to the
+    // driver's STOP (the writer's trip until kDrainSamples STOPs were timed), so that a drain
+    // returns when the audio ends; its latency_bytes count the frames still to play, so the
+    // position the driver reports stays true (see host/README.md).
     bool measure_lead = false;
     Nanos max_lead = 2'000'000;
 };
@@ -62,6 +67,9 @@ struct NotifyStats {
     Nanos trip_median = 0;            // signal -> driver took it (used_event), last kTripSamples
     Nanos writer_trip_median = 0;     // signal -> driver queued its next message, last kTripSamples
     Nanos lead = 0;                   // in use now
+    std::uint64_t stop_trips_measured = 0; // last completion -> STOP, in total
+    Nanos stop_trip_median = 0;       // of the last kDrainSamples
+    Nanos drain_lead = 0;             // in use now, on top of `lead` for the last message queued
 };
 
 using Notifier = std::function<void(wire::QueueIndex)>;
@@ -124,6 +132,9 @@ public:
     // A STOP with completed frames still to play (the lead) stops the backend when they have
     // played; past this long after the STOP it stops whatever the backend's position says.
     static constexpr Nanos kStopPlayOutLimit = 20'000'000;
+    // Drain lead (measure_lead): STOPs timed after the last message completed, kept and needed.
+    static constexpr std::size_t kDrainSamples = 8;
+    static constexpr std::size_t kDrainSamplesNeeded = 3;
 
 private:
     struct Stream;
@@ -172,6 +183,8 @@ private:
     void note_notification(unsigned q, Nanos now);
     void watch_notifications(Nanos now);
     void record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip);
+    Nanos drain_lead() const;
+    void record_stop_trip(Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
     void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
@@ -231,7 +244,7 @@ private:
         Nanos signalled = 0, last_unseen = 0, next = 0, driver_trip = 0;
     };
     TripProbe probe_;
-    std::deque<Nanos> trips_, writer_trips_;
+    std::deque<Nanos> trips_, writer_trips_, stop_trips_;
     std::uint64_t tx_notifications_ = 0;
 };
 
