@@ -56,7 +56,17 @@ class Env:
             cmd += ["--backend-cmd", self.host_cmd(*host_args),
                     "--backend-log", os.path.join(self.work, "vsnd-host.log")]
         cmd += ["--", guest_cmd]
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = proc.communicate()
+        except BaseException:  # interrupted (see main): run-vm cleans up its QEMU and vsnd-host on SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+        p = subprocess.CompletedProcess(cmd, proc.returncode, out)
         if check and p.returncode != 0:
             raise Failure(f"guest command failed ({p.returncode}): {guest_cmd}\n{p.stdout[-3000:]}")
         return p
@@ -350,6 +360,9 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "default"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
+    # A terminated run unwinds: its busy loops, run-vm (and with it QEMU and vsnd-host) are stopped.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     failed = 0
     for name in sorted(CASES) if args.case == "all" else [args.case]:
         work = tempfile.mkdtemp(prefix=f"vsnd-vm-{name}-")
