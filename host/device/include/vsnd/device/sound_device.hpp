@@ -54,7 +54,7 @@ struct NotifyTuning {
     // that does not, when its used_event shows the completion was taken.
     // Measuring also sets the drain lead: the last message queued (a drain's end, or a writer
     // about to run dry) completes earlier still, by the median trip from its signal to the
-    // driver's STOP (the writer's trip until kDrainSamples STOPs were timed), so that a drain
+    // driver's STOP (the writer's trip until kDrainSamplesNeeded STOPs were timed), so that a drain
     // returns when the audio ends; its latency_bytes count the frames still to play, so the
     // position the driver reports stays true (see host/README.md).
     bool measure_lead = false;
