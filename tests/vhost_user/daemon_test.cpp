@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -268,6 +269,37 @@ TEST_F(DaemonTest, WavBackendWithoutCaptureFileRecordsSilence) {
     ::kill(d.pid, SIGTERM);
     auto [code, err] = d.wait();
     EXPECT_EQ(code, 0) << err;
+}
+
+// --rt-priority: the device loop (the main thread) runs SCHED_FIFO at that priority; the WAV
+// writer thread does not (a stalled disk must not hold a core at real-time priority).
+TEST_F(DaemonTest, RtPriorityPutsTheDeviceLoopNotTheWavWriterAtRealTime) {
+    sched_param probe{.sched_priority = 20};
+    if (::sched_setscheduler(0, SCHED_FIFO, &probe) != 0) GTEST_SKIP() << "no right to SCHED_FIFO here";
+    probe.sched_priority = 0;
+    ::sched_setscheduler(0, SCHED_OTHER, &probe);
+    const auto sock = dir / "vsnd.sock";
+    auto d = Daemon::spawn({"--socket", sock.string(), "--backend", "wav", "--wav-dir", dir.string(), "--rt-priority",
+                            "20", "--log-level", "warn"});
+    ASSERT_TRUE(eventually([&] { return listening(sock); }));
+    const auto task = std::filesystem::path("/proc") / std::to_string(d.pid) / "task";
+    ASSERT_TRUE(eventually([&] { return ::sched_getscheduler(d.pid) == SCHED_FIFO; })) << "the device loop is not SCHED_FIFO";
+    sched_param got{};
+    ASSERT_EQ(::sched_getparam(d.pid, &got), 0);
+    EXPECT_EQ(got.sched_priority, 20);
+    bool writer_seen = false;
+    for (const auto& t : std::filesystem::directory_iterator(task)) {
+        std::string comm;
+        std::getline(std::ifstream(t.path() / "comm"), comm);
+        if (comm != "vsnd-wav-io") continue;
+        writer_seen = true;
+        EXPECT_EQ(::sched_getscheduler(std::stoi(t.path().filename().string())), SCHED_OTHER);
+    }
+    EXPECT_TRUE(writer_seen) << "no vsnd-wav-io thread";
+    ::kill(d.pid, SIGTERM);
+    auto [code, err] = d.wait();
+    EXPECT_EQ(code, 0) << err;
+    EXPECT_EQ(err, "");
 }
 
 } // namespace

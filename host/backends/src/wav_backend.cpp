@@ -97,6 +97,10 @@ public:
 
 private:
     void run() {
+        // Disk writes never run at the device loop's real-time priority (vsnd-host --rt-priority),
+        // whichever thread started this one: a stalled disk must not hold a core.
+        const sched_param normal{};
+        pthread_setschedparam(pthread_self(), SCHED_OTHER, &normal);
         std::vector<std::function<void()>> jobs;
         for (;;) {
             pollfd pfd{doorbell_.fd(), POLLIN, 0};

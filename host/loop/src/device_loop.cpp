@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -104,6 +105,10 @@ void DeviceLoop::reschedule() {
     timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(*next)));
     timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
         if (!*alive || ec || stopped_ || !device_.attached()) return;
+        const std::int64_t late = (std::chrono::steady_clock::now() - timer_.expiry()).count();
+        ++lateness_.wakeups;
+        lateness_.max_ns = std::max(lateness_.max_ns, late);
+        if (late > 10'000'000) ++lateness_.over_10ms;
         run_device();
     });
 }

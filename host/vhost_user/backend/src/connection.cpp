@@ -420,8 +420,10 @@ void Connection::detach(const char* why) {
         }
     attached_ = false;
     loop_.reschedule(); // the device is detached: cancels the deadline timer
-    log_->info("connection {}: device stopped ({}); next avail {}/{}/{}/{}", id_, why, rings_[0].base, rings_[1].base,
-               rings_[2].base, rings_[3].base);
+    const loop::DeviceLoop::Lateness& late = loop_.lateness();
+    log_->info("connection {}: device stopped ({}); next avail {}/{}/{}/{}; deadline timer late by max {:.1f} ms, "
+               "{} of {} wake-ups > 10 ms", id_, why, rings_[0].base, rings_[1].base, rings_[2].base, rings_[3].base,
+               late.max_ns / 1e6, late.over_10ms, late.wakeups);
 }
 
 void Connection::drop_kick(unsigned q) {

@@ -15,10 +15,13 @@
 #include <spdlog/spdlog.h>
 
 #include <grp.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 using namespace vsnd;
@@ -30,6 +33,17 @@ int fail(const std::string& msg) {
     return 1;
 }
 
+// The calling thread (the device loop's) at SCHED_FIFO `priority`, as a sound server's audio
+// thread gets it from RTKit: a busy host then delays completions by microseconds, not by a
+// scheduler slice. Threads it starts later inherit it (ALSA I/O); the WAV writer drops it.
+std::string make_realtime(int priority) {
+    const sched_param p{.sched_priority = priority};
+    if (const int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); e != 0)
+        return fmt::format("--rt-priority {}: {} (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of {}); running at normal priority",
+                           priority, std::strerror(e), priority);
+    return {};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -37,6 +51,7 @@ int main(int argc, char** argv) {
     std::string socket_path, backend_name = "null", device_name = "default", wav_dir = ".", capture_wav,
                 policy_name = "played", log_level = "info", notify_lead = "auto";
     unsigned renotify_ms = 10;
+    int rt_priority = 0;
     std::vector<std::string> backend_options;
     vhost_user::TopologySpec spec;
     app.add_option("--socket", socket_path, "Unix socket to listen on (QEMU: -chardev socket,path=...)")->required();
@@ -89,6 +104,11 @@ int main(int argc, char** argv) {
     app.add_option("--renotify-ms", renotify_ms,
                    "notify again when the guest has not taken a completion this long after its notification (0: never)")
         ->check(CLI::Range(0u, 1000u))
+        ->capture_default_str();
+    app.add_option("--rt-priority", rt_priority,
+                   "run the device loop SCHED_FIFO at this priority (1-99), as a sound server's audio thread runs; "
+                   "0: normal scheduling. Without the right to (CAP_SYS_NICE, RLIMIT_RTPRIO) a warning, no error")
+        ->check(CLI::Range(0, 99))
         ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
@@ -186,6 +206,10 @@ int main(int argc, char** argv) {
               backend->name(), topology->streams.size(), spec.streams, spec.formats, spec.rates, spec.channels,
               policy_name);
 
+    if (rt_priority > 0) {
+        if (const std::string why = make_realtime(rt_priority); !why.empty()) log->warn("{}", why);
+        else log->info("device loop: SCHED_FIFO priority {}", rt_priority);
+    }
     io.run();
     server.stop();
     dev.reset(); // closes the backend's streams (WAV headers are finalised)

@@ -26,6 +26,14 @@ namespace vsnd::loop {
 
 class DeviceLoop {
 public:
+    // How late the deadline timer fired (the device's process() after its deadline): the host's
+    // scheduler holding vsnd-host back, which delays completions and so the guest.
+    struct Lateness {
+        std::uint64_t wakeups = 0;
+        std::int64_t max_ns = 0;
+        std::uint64_t over_10ms = 0; // a tenth of a typical 100 ms guest buffer
+    };
+
     // A kick fd that cannot be read (not an eventfd, closed, broken): it is no longer watched.
     using KickError = std::function<void(wire::QueueIndex, const std::string& why)>;
 
@@ -53,6 +61,7 @@ public:
     void reschedule();
     // Cancels every wait; the loop does nothing more until watch_kick()/reschedule(). Idempotent.
     void stop();
+    const Lateness& lateness() const { return lateness_; }
 
 private:
     struct Kick {
@@ -74,6 +83,7 @@ private:
     KickError kick_error_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     bool stopped_ = false;
+    Lateness lateness_;
 };
 
 } // namespace vsnd::loop
