@@ -333,7 +333,8 @@ def case_stress(env):
     (default 20) of audio, VSND_STRESS_RUNS times in a row (default 1; the soak: 20). A lost
     notification stalls a stream for good (the guest's write fails with EIO); vsnd-host notifies
     again when the guest has not taken a completion 10 ms after its notification, and says how
-    often it had to. Every run: both programs succeed, both directions bit-exact."""
+    often it had to. vsnd-host runs at --rt-priority 20 and reports its deadline timer's lateness.
+    Every run: both programs succeed, both directions bit-exact."""
     seconds = float(os.environ.get("VSND_STRESS_SECONDS", "20"))
     runs = int(os.environ.get("VSND_STRESS_RUNS", "1"))
     frames = int(seconds * 48000)

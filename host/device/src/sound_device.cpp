@@ -70,6 +70,9 @@ struct SoundDevice::Stream {
     // tx: when the device completed the last message the driver had queued, while started (a
     // drain may be ending: a STOP that follows times the drain lead's trip).
     std::optional<Nanos> ran_dry_at;
+    // tx: when that drain's STOP was answered; the driver's next request on the stream (the
+    // application back from its drain: RELEASE at close, or PREPARE) times the path after it.
+    std::optional<Nanos> drain_stop_answered;
     StreamStats stats;
     std::optional<Nanos> due;  // its entry in due_: when it next has work (see reschedule())
     bool touched = false;      // listed in touched_
@@ -160,6 +163,7 @@ void SoundDevice::reset() {
         s->queued = s->moved = s->completed = 0;
         s->stopping.reset();
         s->ran_dry_at.reset();
+        s->drain_stop_answered.reset();
         s->stats.state = PcmState::Initial;
     }
     events_.clear();
@@ -194,17 +198,34 @@ void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
     trips_.clear();
     writer_trips_.clear();
     stop_trips_.clear();
+    after_stop_trips_.clear();
     notify_stats_.drain_lead = drain_lead();
     probe_ = {};
 }
 
-// On top of lead_, for the last message the driver has queued: a drain returns a STOP round trip
-// after the driver sees its last completion, so that completion goes out one STOP trip earlier
-// (measured; until then the writer's trip, the same path: an interrupt, then a request).
+// On top of lead_, for the last message the driver has queued. A drain returns to the application
+// after the STOP's trip from that completion, the reply's trip back and the driver's path from
+// the reply to the application; lead_ already stands for one trip back to the guest, so the
+// completion goes out earlier by the STOP trip and what the path after the reply takes beyond
+// lead_ (both measured; until then the writer's trip, the same path: an interrupt, then a request).
 Nanos SoundDevice::drain_lead() const {
     if (!tuning_.measure_lead || policy_ != CompletionPolicy::Played) return 0;
     if (stop_trips_.size() < kDrainSamplesNeeded) return lead_;
-    return std::min(notify_stats_.stop_trip_median, tuning_.max_lead);
+    Nanos beyond = 0;
+    if (after_stop_trips_.size() >= kDrainSamplesNeeded)
+        beyond = std::max<Nanos>(0, notify_stats_.after_stop_trip_median - lead_);
+    return std::min(notify_stats_.stop_trip_median + beyond, kMaxDrainLead);
+}
+
+// The driver's next request came `trip` after the device answered a drain's STOP.
+void SoundDevice::record_after_stop_trip(Nanos trip) {
+    after_stop_trips_.push_back(std::max<Nanos>(trip, 0));
+    if (after_stop_trips_.size() > kDrainSamples) after_stop_trips_.pop_front();
+    ++notify_stats_.after_stop_trips_measured;
+    std::vector<Nanos> sorted(after_stop_trips_.begin(), after_stop_trips_.end());
+    std::sort(sorted.begin(), sorted.end());
+    notify_stats_.after_stop_trip_median = sorted[sorted.size() / 2];
+    notify_stats_.drain_lead = drain_lead();
 }
 
 // A STOP came `trip` after the device completed the last message queued on its stream.
@@ -535,6 +556,12 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
     }
     Stream& s = *streams_[stream_id];
     touch(s); // whatever the outcome, its deadline is looked at again
+    if (s.drain_stop_answered) {
+        // Taken once, as the request arrives (a request that waits below is not timed again).
+        const Nanos after = clock_.now() - *s.drain_stop_answered;
+        s.drain_stop_answered.reset();
+        if (after <= kAfterStopLimit) record_after_stop_trip(after);
+    }
     auto next = transition(s.state, code);
     if (!next) {
         log(fmt::format("control: {} not valid for stream {} in state {}", wire::name(code), stream_id, name(s.state)));
@@ -608,8 +635,10 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
     case Code::PcmStop:
         if (!s.backend) return Status::IoErr; // defensive: every path that drops it leaves Prepared
         // A STOP right after the last completion, as a drain's: time its trip.
-        if (code == Code::PcmStop && s.ran_dry_at && tuning_.measure_lead && clock_.now() - *s.ran_dry_at <= kTripLimit)
+        if (code == Code::PcmStop && s.ran_dry_at && tuning_.measure_lead && clock_.now() - *s.ran_dry_at <= kTripLimit) {
             record_stop_trip(clock_.now() - *s.ran_dry_at);
+            s.drain_stop_answered = clock_.now(); // answered below, at once
+        }
         s.ran_dry_at.reset();
         if (code == Code::PcmStart) {
             // A START while the last STOP's frames still play: the backend never stopped.

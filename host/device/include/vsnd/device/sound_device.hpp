@@ -54,9 +54,11 @@ struct NotifyTuning {
     // that does not, when its used_event shows the completion was taken.
     // Measuring also sets the drain lead: the last message queued (a drain's end, or a writer
     // about to run dry) completes earlier still, by the median trip from its signal to the
-    // driver's STOP (the writer's trip until kDrainSamplesNeeded STOPs were timed), so that a drain
-    // returns when the audio ends; its latency_bytes count the frames still to play, so the
-    // position the driver reports stays true (see host/README.md).
+    // driver's STOP (the writer's trip until kDrainSamplesNeeded STOPs were timed) plus what the
+    // median trip from the STOP's reply to the driver's next request on the stream (RELEASE when
+    // the application closes after its drain, PREPARE when it plays on) takes beyond `lead`, so
+    // that a drain returns when the audio ends; its latency_bytes count the frames still to play,
+    // so the position the driver reports stays true (see host/README.md).
     bool measure_lead = false;
     Nanos max_lead = 2'000'000;
 };
@@ -69,6 +71,8 @@ struct NotifyStats {
     Nanos lead = 0;                   // in use now
     std::uint64_t stop_trips_measured = 0; // last completion -> STOP, in total
     Nanos stop_trip_median = 0;       // of the last kDrainSamples
+    std::uint64_t after_stop_trips_measured = 0; // that STOP's reply -> the next request, in total
+    Nanos after_stop_trip_median = 0; // of the last kDrainSamples
     Nanos drain_lead = 0;             // in use now, on top of `lead` for the last message queued
 };
 
@@ -135,6 +139,10 @@ public:
     // Drain lead (measure_lead): STOPs timed after the last message completed, kept and needed.
     static constexpr std::size_t kDrainSamples = 8;
     static constexpr std::size_t kDrainSamplesNeeded = 3;
+    // A request later than this after a drain's STOP reply is the application doing something
+    // else first: not counted. And the drain lead's bound, whatever was measured.
+    static constexpr Nanos kAfterStopLimit = 8'000'000;
+    static constexpr Nanos kMaxDrainLead = 8'000'000;
 
 private:
     struct Stream;
@@ -185,6 +193,7 @@ private:
     void record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip);
     Nanos drain_lead() const;
     void record_stop_trip(Nanos trip);
+    void record_after_stop_trip(Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
     void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
@@ -244,7 +253,7 @@ private:
         Nanos signalled = 0, last_unseen = 0, next = 0, driver_trip = 0;
     };
     TripProbe probe_;
-    std::deque<Nanos> trips_, writer_trips_, stop_trips_;
+    std::deque<Nanos> trips_, writer_trips_, stop_trips_, after_stop_trips_;
     std::uint64_t tx_notifications_ = 0;
 };
 
