@@ -253,6 +253,22 @@ TEST(NotificationLead, WithoutThePathAfterTheStopReplyADrainReturnsThatLate) {
         EXPECT_GT(late[i], (kAfterReply + device::SoundDevice::kAfterStopLimit) / 1e6 - 0.5) << i;
 }
 
+TEST(NotificationLead, ADeviceResetForgetsTheTimingItLearned) {
+    // The next driver (a new connection, another guest) starts from the configured lead.
+    SimRig rig(played_rig());
+    device::NotifyTuning t;
+    t.measure_lead = true;
+    ASSERT_EQ(drains(rig, 4, t, kAfterReply).size(), 4u);
+    const auto before = rig.device.notify_stats();
+    EXPECT_GT(before.lead, 0);
+    EXPECT_GT(before.drain_lead, before.stop_trip_median);
+    rig.device.reset();
+    const auto after = rig.device.notify_stats();
+    EXPECT_EQ(after.lead, 0);
+    EXPECT_EQ(after.drain_lead, 0);
+    EXPECT_EQ(after.stop_trips_measured, before.stop_trips_measured); // the totals stay, for the log
+}
+
 TEST(NotificationLead, WithoutTheDrainLeadADrainReturnsATripLate) {
     // A fixed lead is not measured and has no drain lead: the drain returns late by the STOP's
     // round trip less the lead (0.6 + 0.6 - 0.5 ms on average here).

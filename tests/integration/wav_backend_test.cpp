@@ -1,6 +1,7 @@
 // The WAV backend: exactly the frames played, appended across PREPAREs of one format, a new file
 // per format with the old one kept, capture from a file with silence after its end; a disk that
 // stalls never stalls the device.
+#include "../support/eventually.hpp"
 #include "../support/sim_rig.hpp"
 
 #include "vsnd/backends/wav_backend.hpp"
@@ -11,6 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -82,6 +85,36 @@ void play(WavRig& rig, const driver::PcmConfig& cfg, std::uint64_t first, std::u
 // the middle of a stream: the guest plays on in real time with every message completed, the file
 // holds an exact prefix of what was played, the loss is logged with its count, and once there is
 // room again the next stream's frames are written. In a child process: the limit is per process.
+// Created by a thread at real-time priority (vsnd-host --rt-priority), the backend's file thread
+// still runs at normal priority: a stalled disk must not hold a core.
+TEST(WavBackend, ItsFileThreadRunsAtNormalPriorityWhoeverCreatesIt) {
+    sched_param rt{.sched_priority = 10};
+    if (::sched_setscheduler(0, SCHED_FIFO, &rt) != 0) GTEST_SKIP() << "no right to SCHED_FIFO here";
+    sched_param normal{};
+    ::sched_setscheduler(0, SCHED_OTHER, &normal);
+    int writer_policy = -1, creator_policy = -1;
+    std::thread creator([&] {
+        ASSERT_EQ(pthread_setschedparam(pthread_self(), SCHED_FIFO, &rt), 0);
+        creator_policy = ::sched_getscheduler(0);
+        SimulatedClock clock;
+        const auto dir = std::filesystem::temp_directory_path() / ("vsnd-wav-rt-" + std::to_string(getpid()));
+        backends::WavBackend backend(clock, dir, {});
+        // The thread sets its own policy as it starts: look until it shows (or 2 s).
+        eventually([&] {
+            for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+                std::string comm;
+                std::getline(std::ifstream(t.path() / "comm"), comm);
+                if (comm == "vsnd-wav-io") writer_policy = ::sched_getscheduler(std::stoi(t.path().filename().string()));
+            }
+            return writer_policy == SCHED_OTHER;
+        }, 2000);
+        std::filesystem::remove_all(dir);
+    });
+    creator.join();
+    EXPECT_EQ(creator_policy, SCHED_FIFO);
+    EXPECT_EQ(writer_policy, SCHED_OTHER);
+}
+
 TEST(WavBackend, DiskFullMidStreamKeepsPlayingAndTheFileExact) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);

@@ -98,7 +98,7 @@ public:
 private:
     void run() {
         // Disk writes never run at the device loop's real-time priority (vsnd-host --rt-priority),
-        // whichever thread started this one: a stalled disk must not hold a core.
+        // whichever thread creates the backend (vsnd-host creates it before it raises its own).
         const sched_param normal{};
         pthread_setschedparam(pthread_self(), SCHED_OTHER, &normal);
         std::vector<std::function<void()>> jobs;

@@ -171,6 +171,15 @@ void SoundDevice::reset() {
     notify_ = nullptr;
     unanswered_ = {};
     probe_ = {};
+    // What one guest's timing taught the device does not carry over to the next driver (a guest
+    // that waits before every request would hold the next one's drain lead at its bound).
+    trips_.clear();
+    writer_trips_.clear();
+    stop_trips_.clear();
+    after_stop_trips_.clear();
+    lead_ = std::clamp<Nanos>(tuning_.lead, 0, tuning_.max_lead);
+    notify_stats_.lead = lead_;
+    notify_stats_.drain_lead = drain_lead();
 }
 
 // ---- queues ------------------------------------------------------------------------------------

@@ -103,9 +103,10 @@ void DeviceLoop::reschedule() {
         return;
     }
     timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(*next)));
-    timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    timer_.async_wait([this, alive = alive_, due = timer_.expiry()](const boost::system::error_code& ec) {
         if (!*alive || ec || stopped_ || !device_.attached()) return;
-        const std::int64_t late = (std::chrono::steady_clock::now() - timer_.expiry()).count();
+        const std::int64_t late =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - due).count();
         ++lateness_.wakeups;
         lateness_.max_ns = std::max(lateness_.max_ns, late);
         if (late > 10'000'000) ++lateness_.over_10ms;

@@ -39,8 +39,8 @@ int fail(const std::string& msg) {
 std::string make_realtime(int priority) {
     const sched_param p{.sched_priority = priority};
     if (const int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p); e != 0)
-        return fmt::format("--rt-priority {}: {} (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of {}); running at normal priority",
-                           priority, std::strerror(e), priority);
+        return fmt::format("--rt-priority {}: {} (needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least {}, and a cgroup "
+                           "with a real-time budget); running at normal priority", priority, std::strerror(e), priority);
     return {};
 }
 
