@@ -212,6 +212,15 @@ void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
     probe_ = {};
 }
 
+std::string describe(const NotifyStats& ns) {
+    return fmt::format("lead {:.0f} us (tx trip median: to the driver {:.0f} us, to its next message {:.0f} us; {} measured), "
+                       "drain lead {:.0f} us (last completion -> STOP median {:.0f} us, {} measured; STOP reply -> next "
+                       "request median {:.0f} us, {} measured), {} sent again",
+                       ns.lead / 1e3, ns.trip_median / 1e3, ns.writer_trip_median / 1e3, ns.trips_measured,
+                       ns.drain_lead / 1e3, ns.stop_trip_median / 1e3, ns.stop_trips_measured,
+                       ns.after_stop_trip_median / 1e3, ns.after_stop_trips_measured, ns.renotified);
+}
+
 // On top of lead_, for the last message the driver has queued. A drain returns to the application
 // after the STOP's trip from that completion, the reply's trip back and the driver's path from
 // the reply to the application; lead_ already stands for one trip back to the guest, so the

@@ -412,6 +412,8 @@ std::optional<Connection::Failure> Connection::maybe_attach() {
 
 void Connection::detach(const char* why) {
     if (!attached_) return;
+    // What this driver's timing taught the device, before the reset forgets it.
+    log_->info("connection {}: notifications: {}", id_, device::describe(device_.notify_stats()));
     device_.reset();
     for (auto& r : rings_)
         if (r.queue) {

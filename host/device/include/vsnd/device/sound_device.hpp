@@ -76,6 +76,9 @@ struct NotifyStats {
     Nanos drain_lead = 0;             // in use now, on top of `lead` for the last message queued
 };
 
+// One line for a log: the leads in use and the trips behind them (totals since the device was made).
+std::string describe(const NotifyStats& ns);
+
 using Notifier = std::function<void(wire::QueueIndex)>;
 using Logger = std::function<void(const std::string&)>;
 
