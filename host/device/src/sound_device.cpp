@@ -235,25 +235,16 @@ Nanos SoundDevice::drain_lead() const {
     return std::min(notify_stats_.stop_trip_median + beyond, kMaxDrainLead);
 }
 
-// The driver's next request came `trip` after the device answered a drain's STOP.
-void SoundDevice::record_after_stop_trip(Nanos trip) {
-    after_stop_trips_.push_back(std::max<Nanos>(trip, 0));
-    if (after_stop_trips_.size() > kDrainSamples) after_stop_trips_.pop_front();
-    ++notify_stats_.after_stop_trips_measured;
-    std::vector<Nanos> sorted(after_stop_trips_.begin(), after_stop_trips_.end());
+// One timed part of a drain into its last kDrainSamples, their median and the drain lead: a STOP
+// `trip` after the last message queued completed (stop_trips_), or the driver's next request
+// `trip` after a drain's STOP was answered (after_stop_trips_).
+void SoundDevice::record_drain_trip(std::deque<Nanos>& into, Nanos& median, std::uint64_t& measured, Nanos trip) {
+    into.push_back(std::max<Nanos>(trip, 0));
+    if (into.size() > kDrainSamples) into.pop_front();
+    ++measured;
+    std::vector<Nanos> sorted(into.begin(), into.end());
     std::sort(sorted.begin(), sorted.end());
-    notify_stats_.after_stop_trip_median = sorted[sorted.size() / 2];
-    notify_stats_.drain_lead = drain_lead();
-}
-
-// A STOP came `trip` after the device completed the last message queued on its stream.
-void SoundDevice::record_stop_trip(Nanos trip) {
-    stop_trips_.push_back(std::max<Nanos>(trip, 0));
-    if (stop_trips_.size() > kDrainSamples) stop_trips_.pop_front();
-    ++notify_stats_.stop_trips_measured;
-    std::vector<Nanos> sorted(stop_trips_.begin(), stop_trips_.end());
-    std::sort(sorted.begin(), sorted.end());
-    notify_stats_.stop_trip_median = sorted[sorted.size() / 2];
+    median = sorted[sorted.size() / 2];
     notify_stats_.drain_lead = drain_lead();
 }
 
@@ -578,7 +569,9 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
         // Taken once, as the request arrives (a request that waits below is not timed again).
         const Nanos after = clock_.now() - *s.drain_stop_answered;
         s.drain_stop_answered.reset();
-        if (after <= kAfterStopLimit) record_after_stop_trip(after);
+        if (after <= kAfterStopLimit)
+            record_drain_trip(after_stop_trips_, notify_stats_.after_stop_trip_median,
+                              notify_stats_.after_stop_trips_measured, after);
     }
     auto next = transition(s.state, code);
     if (!next) {
@@ -654,7 +647,8 @@ Status SoundDevice::pcm_command(Code code, std::span<const std::uint8_t> req, bo
         if (!s.backend) return Status::IoErr; // defensive: every path that drops it leaves Prepared
         // A STOP right after the last completion, as a drain's: time its trip.
         if (code == Code::PcmStop && s.ran_dry_at && tuning_.measure_lead && clock_.now() - *s.ran_dry_at <= kTripLimit) {
-            record_stop_trip(clock_.now() - *s.ran_dry_at);
+            record_drain_trip(stop_trips_, notify_stats_.stop_trip_median, notify_stats_.stop_trips_measured,
+                              clock_.now() - *s.ran_dry_at);
             s.drain_stop_answered = clock_.now(); // answered below, at once
         }
         s.ran_dry_at.reset();

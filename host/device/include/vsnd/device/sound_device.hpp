@@ -195,8 +195,7 @@ private:
     void watch_notifications(Nanos now);
     void record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip);
     Nanos drain_lead() const;
-    void record_stop_trip(Nanos trip);
-    void record_after_stop_trip(Nanos trip);
+    void record_drain_trip(std::deque<Nanos>& into, Nanos& median, std::uint64_t& measured, Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
     void push(wire::QueueIndex q, std::uint16_t head, std::uint32_t len);
