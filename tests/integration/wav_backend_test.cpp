@@ -2,6 +2,7 @@
 // per format with the old one kept, capture from a file with silence after its end; a disk that
 // stalls never stalls the device.
 #include "../support/eventually.hpp"
+#include "../support/realtime.hpp"
 #include "../support/sim_rig.hpp"
 
 #include "vsnd/backends/wav_backend.hpp"
@@ -81,17 +82,11 @@ void play(WavRig& rig, const driver::PcmConfig& cfg, std::uint64_t first, std::u
     ASSERT_TRUE(s.release());
 }
 
-// A full disk (here the file size limit, RLIMIT_FSIZE: writes fail as they do on a full disk) in
-// the middle of a stream: the guest plays on in real time with every message completed, the file
-// holds an exact prefix of what was played, the loss is logged with its count, and once there is
-// room again the next stream's frames are written. In a child process: the limit is per process.
 // Created by a thread at real-time priority (vsnd-host --rt-priority), the backend's file thread
 // still runs at normal priority: a stalled disk must not hold a core.
 TEST(WavBackend, ItsFileThreadRunsAtNormalPriorityWhoeverCreatesIt) {
-    sched_param rt{.sched_priority = 10};
-    if (::sched_setscheduler(0, SCHED_FIFO, &rt) != 0) GTEST_SKIP() << "no right to SCHED_FIFO here";
-    sched_param normal{};
-    ::sched_setscheduler(0, SCHED_OTHER, &normal);
+    if (!may_run_realtime(10)) GTEST_SKIP() << "no right to SCHED_FIFO here";
+    const sched_param rt{.sched_priority = 10};
     int writer_policy = -1, creator_policy = -1;
     std::thread creator([&] {
         ASSERT_EQ(pthread_setschedparam(pthread_self(), SCHED_FIFO, &rt), 0);
@@ -115,6 +110,10 @@ TEST(WavBackend, ItsFileThreadRunsAtNormalPriorityWhoeverCreatesIt) {
     EXPECT_EQ(writer_policy, SCHED_OTHER);
 }
 
+// A full disk (here the file size limit, RLIMIT_FSIZE: writes fail as they do on a full disk) in
+// the middle of a stream: the guest plays on in real time with every message completed, the file
+// holds an exact prefix of what was played, the loss is logged with its count, and once there is
+// room again the next stream's frames are written. In a child process: the limit is per process.
 TEST(WavBackend, DiskFullMidStreamKeepsPlayingAndTheFileExact) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);

@@ -2,6 +2,7 @@
 // exit, a stale socket is replaced, a live one is not, SIGTERM ends it cleanly, and the driver
 // model plays through it from this process via the vhost-user front-end.
 #include "support.hpp"
+#include "../support/realtime.hpp"
 
 #include "vsnd/driver/sound_driver.hpp"
 #include "vsnd/vhost_user/frontend.hpp"
@@ -274,10 +275,7 @@ TEST_F(DaemonTest, WavBackendWithoutCaptureFileRecordsSilence) {
 // --rt-priority: the device loop (the main thread) runs SCHED_FIFO at that priority; the WAV
 // writer thread does not (a stalled disk must not hold a core at real-time priority).
 TEST_F(DaemonTest, RtPriorityPutsTheDeviceLoopNotTheWavWriterAtRealTime) {
-    sched_param probe{.sched_priority = 20};
-    if (::sched_setscheduler(0, SCHED_FIFO, &probe) != 0) GTEST_SKIP() << "no right to SCHED_FIFO here";
-    probe.sched_priority = 0;
-    ::sched_setscheduler(0, SCHED_OTHER, &probe);
+    if (!may_run_realtime(20)) GTEST_SKIP() << "no right to SCHED_FIFO here";
     const auto sock = dir / "vsnd.sock";
     auto d = Daemon::spawn({"--socket", sock.string(), "--backend", "wav", "--wav-dir", dir.string(), "--rt-priority",
                             "20", "--log-level", "warn"});

@@ -48,14 +48,19 @@ class Env:
         args = [self.host, "--socket", self.sock, "--backend", "wav", "--wav-dir", self.out, *extra]
         return " ".join(args)
 
-    def run_vm(self, guest_cmd, host_args=(), timeout=120, backend=True, check=True):
-        """Boots the guest against vsnd-host (started and stopped by run-vm) and runs guest_cmd."""
+    def vm_cmd(self, guest_cmd, host_args=(), timeout=120, backend=True):
+        """run-vm's command line: the guest against vsnd-host (started and stopped by run-vm
+        with backend=True, else the one listening on the socket), running guest_cmd."""
         cmd = [RUN_VM, "-q", "--guest-bin", self.guest_bin, "--share", self.share,
                "--sound", f"vhost-user:{self.sock}", "--timeout", str(timeout)]
         if backend:
             cmd += ["--backend-cmd", self.host_cmd(*host_args),
                     "--backend-log", os.path.join(self.work, "vsnd-host.log")]
-        cmd += ["--", guest_cmd]
+        return cmd + ["--", guest_cmd]
+
+    def run_vm(self, guest_cmd, host_args=(), timeout=120, backend=True, check=True):
+        """Boots the guest (vm_cmd) and runs guest_cmd to its end."""
+        cmd = self.vm_cmd(guest_cmd, host_args, timeout, backend)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             out, _ = proc.communicate()
@@ -222,9 +227,7 @@ def case_reconnect(env):
     with serving(env) as host:
         # Killed once the host WAV holds half a second of a 20 s playback, however long the boot
         # took (what it played must stay within the 2 s reference below).
-        cmd = [RUN_VM, "-q", "--guest-bin", env.guest_bin, "--share", env.share,
-               "--sound", f"vhost-user:{env.sock}", "--timeout", "120", "--",
-               agent_play("--seconds 20", "/mnt/share/killed.wav")]
+        cmd = env.vm_cmd(agent_play("--seconds 20", "/mnt/share/killed.wav"), backend=False)
         wav = os.path.join(env.out, "stream-0.wav")
         vm = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         killed = False
@@ -285,9 +288,7 @@ def case_kills(env):
         for i in range(kills):
             anchor, lo, hi = aims[i % 4]
             at = rng.uniform(lo, hi)
-            cmd = [RUN_VM, "-q", "--guest-bin", env.guest_bin, "--share", env.share,
-                   "--sound", f"vhost-user:{env.sock}", "--timeout", "60", "--",
-                   agent_play("--seconds 2", "/mnt/share/killed.wav")]
+            cmd = env.vm_cmd(agent_play("--seconds 2", "/mnt/share/killed.wav"), timeout=60, backend=False)
             vm = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             qemu = None
             anchored = None

@@ -170,16 +170,9 @@ void SoundDevice::reset() {
     queues_ = {};
     notify_ = nullptr;
     unanswered_ = {};
-    probe_ = {};
     // What one guest's timing taught the device does not carry over to the next driver (a guest
     // that waits before every request would hold the next one's drain lead at its bound).
-    trips_.clear();
-    writer_trips_.clear();
-    stop_trips_.clear();
-    after_stop_trips_.clear();
-    lead_ = std::clamp<Nanos>(tuning_.lead, 0, tuning_.max_lead);
-    notify_stats_.lead = lead_;
-    notify_stats_.drain_lead = drain_lead();
+    forget_trips();
 }
 
 // ---- queues ------------------------------------------------------------------------------------
@@ -202,7 +195,12 @@ void SoundDevice::flush_notifications() {
 
 void SoundDevice::set_notify_tuning(const NotifyTuning& t) {
     tuning_ = t;
-    lead_ = std::clamp<Nanos>(t.lead, 0, t.max_lead);
+    forget_trips();
+}
+
+// Back to the configured lead, every timed trip dropped (the totals in notify_stats_ stay).
+void SoundDevice::forget_trips() {
+    lead_ = std::clamp<Nanos>(tuning_.lead, 0, tuning_.max_lead);
     notify_stats_.lead = lead_;
     trips_.clear();
     writer_trips_.clear();

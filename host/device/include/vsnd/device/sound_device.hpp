@@ -195,6 +195,7 @@ private:
     void watch_notifications(Nanos now);
     void record_trip(std::deque<Nanos>& into, Nanos& median, Nanos trip);
     Nanos drain_lead() const;
+    void forget_trips();
     void record_drain_trip(std::deque<Nanos>& into, Nanos& median, std::uint64_t& measured, Nanos trip);
     void queue_event(wire::Code type, std::uint32_t data);
     void deliver_events();
