@@ -172,8 +172,9 @@ TEST(NotificationLead, APauseShorterThanTheLeadLeavesNoGap) {
 // application); the application then closes (RELEASE). Returns, per run, when the drain returned
 // minus when the last frame was heard (ms), and checks that every frame played and that the last
 // completion's latency_bytes kept the position true.
-std::vector<double> drains(SimRig& rig, unsigned cycles, const device::NotifyTuning& t, Nanos after_reply = 0) {
-    start_tuned(rig, kTripMin, kTripMax, 11, t);
+std::vector<double> drains(SimRig& rig, unsigned cycles, const device::NotifyTuning& t, Nanos after_reply = 0,
+                           Nanos trip_min = kTripMin, Nanos trip_max = kTripMax) {
+    start_tuned(rig, trip_min, trip_max, 11, t);
     auto& s = rig.driver.stream(0);
     std::vector<std::uint8_t> buf;
     std::vector<double> late;
@@ -251,6 +252,21 @@ TEST(NotificationLead, WithoutThePathAfterTheStopReplyADrainReturnsThatLate) {
     EXPECT_EQ(rig.device.notify_stats().drain_lead, rig.device.notify_stats().stop_trip_median);
     for (std::size_t i = device::SoundDevice::kDrainSamplesNeeded; i < late.size(); ++i)
         EXPECT_GT(late[i], (kAfterReply + device::SoundDevice::kAfterStopLimit) / 1e6 - 0.5) << i;
+}
+
+TEST(NotificationLead, TheDrainLeadStopsAtItsBoundAndNoFrameIsLost) {
+    // Slow trips (3-4 ms) and a slow path after the reply (4 ms): STOP trip + what follows the
+    // reply beyond the (2 ms) lead is about 9 ms, over kMaxDrainLead. Every frame still plays
+    // (drains() checks), however early the last completion went out.
+    SimRig rig(played_rig());
+    device::NotifyTuning t;
+    t.measure_lead = true;
+    const auto late = drains(rig, 5, t, 4'000'000, 3'000'000, 4'000'000);
+    ASSERT_EQ(late.size(), 5u);
+    const auto ns = rig.device.notify_stats();
+    EXPECT_EQ(ns.after_stop_trips_measured, 5u);
+    EXPECT_GT(ns.stop_trip_median + ns.after_stop_trip_median - ns.lead, device::SoundDevice::kMaxDrainLead);
+    EXPECT_EQ(ns.drain_lead, device::SoundDevice::kMaxDrainLead);
 }
 
 TEST(NotificationLead, ADeviceResetForgetsTheTimingItLearned) {
