@@ -119,6 +119,7 @@ nlohmann::json stats_json(const RtpReceiver& rx, const PlayoutSink& sink, const 
         {"ratio_ppm", (st.speed - 1) * 1e6},
         {"drift_ppm", st.rate_ppm},
         {"jitter_ms", st.jitter_s * 1e3},
+        {"arrival_spread_ms", st.arrival_spread_s * 1e3},
         {"received", c.packets},
         {"lost", c.lost},
         {"late", c.late},

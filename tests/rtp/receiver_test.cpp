@@ -101,5 +101,24 @@ TEST(Receiver, ReceptionReportCountsWhatWasLost) {
     EXPECT_EQ(rx.reception_report(3 * kSec)->fraction_lost, 0);
 }
 
+TEST(Receiver, ArrivalSpreadShowsASenderStallAndStartsAfreshWithANewSource) {
+    Feed f;
+    RtpReceiver rx(f.ro);
+    StreamGenerator gen(f.g, kSec);
+    // 1 ms packets, each on time but for a little jitter: the spread is the jitter's range.
+    for (int i = 0; i < 100; ++i) rx.on_packet(gen.next(), kSec + i * kMs + (i % 3) * 100'000);
+    EXPECT_NEAR(rx.status().arrival_spread_s, 0.0002, 1e-6);
+    // The sender stalls 50 ms, then sends its backlog at once and goes on.
+    for (int i = 100; i < 200; ++i) rx.on_packet(gen.next(), kSec + std::max(i, 150) * kMs);
+    EXPECT_NEAR(rx.status().arrival_spread_s, 0.050, 1e-6);
+    // Another source after the first fell silent: its own spread.
+    auto other = f.g;
+    other.ssrc = 0x5678;
+    StreamGenerator b(other, 3 * kSec);
+    for (int i = 0; i < 10; ++i) rx.on_packet(b.next(), 3 * kSec + i * kMs);
+    EXPECT_EQ(rx.counters().ssrc_changes, 1u);
+    EXPECT_NEAR(rx.status().arrival_spread_s, 0.0, 1e-6);
+}
+
 } // namespace
 } // namespace vsnd::rtp::test

@@ -99,6 +99,7 @@ void RtpReceiver::adopt(std::uint32_t ssrc) {
     seen_.fill(-1);
     transit_valid_ = false;
     jitter_frames_ = 0;
+    transit_min_ = transit_max_ = 0;
     sender_clock_.reset();
 }
 
@@ -174,7 +175,13 @@ void RtpReceiver::on_packet(std::span<const std::uint8_t> datagram, Nanos arriva
 
     // RFC 3550 §6.4.1 interarrival jitter, in frames.
     const double transit = static_cast<double>(arrival) * f.rate / 1e9 - static_cast<double>(ts_frame);
-    if (transit_valid_) jitter_frames_ += (std::abs(transit - transit_) - jitter_frames_) / 16;
+    if (transit_valid_) {
+        jitter_frames_ += (std::abs(transit - transit_) - jitter_frames_) / 16;
+        transit_min_ = std::min(transit_min_, transit);
+        transit_max_ = std::max(transit_max_, transit);
+    } else {
+        transit_min_ = transit_max_ = transit;
+    }
     transit_ = transit;
     transit_valid_ = true;
 
@@ -235,6 +242,7 @@ void RtpReceiver::place(std::int64_t ts_frame, std::span<const std::int32_t> sam
             // A jump. Spliced right after the newest frame held when that is near the target
             // latency (a sender that jumped without pausing: seamless); at the target otherwise.
             ++counters_.jumps;
+            transit_valid_ = false; // a new timeline: the spread starts afresh
             const double splice = static_cast<double>(newest_end_) - audible_input(first.arrival);
             if (std::abs(splice - static_cast<double>(target_frames_)) <= static_cast<double>(tolerance_frames_))
                 offset_ += newest_end_ - (first.ts_frame + offset_);
@@ -474,6 +482,7 @@ ReceiverStatus RtpReceiver::status() const {
     s.speed = loop_.speed();
     s.rate_ppm = loop_.rate_ppm();
     s.jitter_s = jitter_frames_ / opt_.format.rate;
+    s.arrival_spread_s = (transit_max_ - transit_min_) / opt_.format.rate;
     s.acquiring = loop_.acquiring();
     return s;
 }

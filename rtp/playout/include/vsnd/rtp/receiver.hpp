@@ -74,6 +74,9 @@ struct ReceiverStatus {
     double speed = 1;                // consumption speed (1 + correction)
     double rate_ppm = 0;             // the loop's estimate of sender vs sink rate
     double jitter_s = 0;             // RFC 3550 interarrival jitter
+    // How far the latest packet came behind the earliest, against their timestamps, since the
+    // source (or its timeline) began: a sender stall longer than the target latency shows here.
+    double arrival_spread_s = 0;
     bool acquiring = true;
 };
 
@@ -168,6 +171,7 @@ private:
 
     bool transit_valid_ = false;
     double transit_ = 0, jitter_frames_ = 0;
+    double transit_min_ = 0, transit_max_ = 0; // for arrival_spread_s
 
     std::optional<SenderClock> sender_clock_;
     ReceiverCounters counters_;
